@@ -1,0 +1,89 @@
+"""The ``HealthCheck`` resource spec (field names are the config contract)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import Field
+from pydantic import field_validator
+from pydantic import model_validator
+from routerd.config import Duration
+from routerd.config import SpecModel
+
+DEFAULT_PORTS = {"http": 80, "https": 443, "dns": 53}
+
+
+def parse_status_range(value: str | int) -> tuple[int, int]:
+    """``200``, ``"200-399"`` or ``"2xx"`` to an inclusive range."""
+    text = str(value).strip().lower()
+    if text.endswith("xx") and len(text) == 3 and text[0].isdigit():
+        low = int(text[0]) * 100
+        return low, low + 99
+    low_s, sep, high_s = text.partition("-")
+    try:
+        low = int(low_s)
+        high = int(high_s) if sep else low
+    except ValueError:
+        raise ValueError("expected a status like 200, '200-399' or '2xx'") from None
+    if not 100 <= low <= high <= 599:
+        raise ValueError("status codes must be 100-599 with low <= high")
+    return low, high
+
+
+class HealthCheckSpec(SpecModel):
+    """What to probe, how often, and when to call it healthy or unhealthy."""
+
+    protocol: Literal["icmp", "tcp", "http", "https", "dns"]
+    target: str = Field(min_length=1, max_length=253)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    interval: Duration = 10.0
+    timeout: Duration = 2.0
+    healthy_threshold: int = Field(default=2, ge=1, le=100)
+    unhealthy_threshold: int = Field(default=3, ge=1, le=100)
+    source_interface: str | None = Field(default=None, min_length=1, max_length=15)
+    source_address: str | None = None
+    fwmark: int | None = Field(default=None, ge=0, le=0xFFFFFFFF)
+    family: Literal["ipv4", "ipv6"] | None = None
+    path: str = "/"
+    host_header: str | None = None
+    expect_status: str | int = "200-399"
+    tls_verify: bool = True
+    dns_name: str = "."
+    dns_type: Literal["A", "AAAA", "NS", "SOA", "TXT", "MX", "CNAME", "PTR"] = "A"
+
+    @field_validator("source_address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            ipaddress.ip_address(value)
+        return value
+
+    @field_validator("expect_status")
+    @classmethod
+    def _status(cls, value: str | int) -> str | int:
+        parse_status_range(value)
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or any(c in value for c in "\r\n "):
+            raise ValueError("must start with '/' and contain no spaces or line breaks")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HealthCheckSpec:
+        if self.protocol == "tcp" and self.port is None:
+            raise ValueError("port is required for protocol tcp")
+        if self.protocol == "icmp" and self.port is not None:
+            raise ValueError("port has no meaning for protocol icmp")
+        if self.interval < 0.1:
+            raise ValueError("interval must be at least 100ms")
+        if self.timeout <= 0 or self.timeout > self.interval:
+            raise ValueError("timeout must be > 0 and not longer than interval")
+        return self
+
+    @property
+    def effective_port(self) -> int | None:
+        return self.port if self.port is not None else DEFAULT_PORTS.get(self.protocol)

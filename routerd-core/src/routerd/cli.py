@@ -1,0 +1,146 @@
+"""The ``routerd`` command: ``daemon``, ``validate``, ``schema``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+import sys
+
+import click
+
+from routerd.client import default_runtime_dir
+from routerd.client import default_state_dir
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.group()
+@click.version_option(package_name="routerd-core", prog_name="routerd")
+def main() -> None:
+    """routerd: a router control plane for Linux hosts."""
+
+
+@main.command()
+@click.argument("daemon_kind")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Router config file.",
+)
+@click.option("--resource", required=True, help="Name of the resource this daemon serves.")
+@click.option(
+    "--runtime-dir",
+    default=None,
+    help="Socket root (default $ROUTERD_RUNTIME_DIR or /run/routerd).",
+)
+@click.option(
+    "--state-dir",
+    default=None,
+    help="State root (default $ROUTERD_STATE_DIR or /var/lib/routerd).",
+)
+@click.option(
+    "--socket",
+    "socket_path",
+    default=None,
+    help="Socket path (default <runtime>/<kind>/<resource>.sock).",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def daemon(
+    daemon_kind: str,
+    config_path: str,
+    resource: str,
+    runtime_dir: str | None,
+    state_dir: str | None,
+    socket_path: str | None,
+    log_level: str,
+) -> None:
+    """Run the daemon of DAEMON_KIND for one resource of the config."""
+    from routerd.config import load_config
+    from routerd.daemon.runtime import DaemonPaths
+    from routerd.daemon.runtime import DaemonRuntime
+    from routerd.daemon.server import SocketInUse
+    from routerd.errors import ConfigError
+    from routerd.plugins import load_plugins
+
+    _setup_logging(log_level)
+    plugins = load_plugins()
+    kind = plugins.kinds.get(daemon_kind)
+    if kind is None:
+        known = ", ".join(sorted(plugins.kinds)) or "none"
+        raise click.ClickException(f"unknown daemon kind {daemon_kind!r} (loaded: {known})")
+    try:
+        config = load_config(config_path, plugins)
+    except ConfigError as exc:
+        raise click.ClickException(
+            "invalid config:\n  " + "\n  ".join(str(p) for p in exc.problems)
+        ) from None
+    res = config.find(resource, daemon_kind)
+    if res is None:
+        raise click.ClickException(
+            f"no resource {resource!r} of daemon kind {daemon_kind} in {config_path}"
+        )
+    paths = DaemonPaths.default(
+        daemon_kind,
+        resource,
+        Path(runtime_dir or default_runtime_dir()),
+        Path(state_dir or default_state_dir()),
+    )
+    if socket_path:
+        paths.socket = Path(socket_path)
+    try:
+        runtime = DaemonRuntime(plugins, kind, Path(config_path).resolve(), res, paths)
+    except SocketInUse as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {paths.socket}: {exc.strerror or exc}"
+        ) from None
+    sys.exit(runtime.serve())
+
+
+@main.command()
+@click.option("-f", "--file", "config_path", required=True, type=click.Path(dir_okay=False))
+def validate(config_path: str) -> None:
+    """Validate a config file; print every problem and exit 1 if there are any."""
+    from routerd.config import load_config
+    from routerd.errors import ConfigError
+    from routerd.plugins import load_plugins
+
+    plugins = load_plugins()
+    for record in plugins.records:
+        if record.error:
+            click.echo(f"warning: plugin {record.name}: {record.error}", err=True)
+    try:
+        config = load_config(config_path, plugins)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        click.echo(f"{config_path}: {len(exc.problems)} problem(s)", err=True)
+        sys.exit(1)
+    click.echo(f"{config_path}: ok ({len(config.resources)} resources)")
+
+
+@main.command()
+def schema() -> None:
+    """Print a JSON Schema of the config with every loaded kind."""
+    from routerd.config import json_schema
+    from routerd.plugins import load_plugins
+
+    click.echo(json.dumps(json_schema(load_plugins()), indent=2))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

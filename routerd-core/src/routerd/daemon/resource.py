@@ -1,0 +1,95 @@
+"""Phase, conditions and observed facts of the resource a daemon serves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import copy
+import threading
+from typing import Any
+
+from routerd.model import PHASES
+from routerd.model import Condition
+from routerd.model import ResourceRef
+from routerd.model import ResourceStatus
+
+PhaseListener = Callable[[str, str, str, str, list[Condition]], None]
+"""``(old, new, reason, message, conditions)``, called after a phase change."""
+
+
+class ResourceState:
+    """Thread-safe holder; every change records its real transition time."""
+
+    def __init__(
+        self,
+        ref: ResourceRef,
+        wall: Callable[[], float],
+        on_phase: PhaseListener | None = None,
+        on_condition: Callable[[Condition], None] | None = None,
+    ) -> None:
+        self.ref = ref
+        self._wall = wall
+        self._lock = threading.Lock()
+        self.phase = "Pending"
+        self.reason = "Starting"
+        self.message = ""
+        self.since = wall()
+        self._conditions: dict[str, Condition] = {}
+        self._observed: dict[str, Any] = {}
+        self._on_phase = on_phase
+        self._on_condition = on_condition
+
+    def set_phase(self, phase: str, reason: str, message: str = "") -> bool:
+        """Move to ``phase``; returns True when it changed. ``since`` only moves then."""
+        if phase not in PHASES:
+            raise ValueError(f"unknown phase {phase!r}; use one of {', '.join(PHASES)}")
+        with self._lock:
+            old = self.phase
+            self.reason, self.message = reason, message
+            if old == phase:
+                return False
+            self.phase = phase
+            self.since = self._wall()
+            conditions = list(self._conditions.values())
+        if self._on_phase is not None:
+            self._on_phase(old, phase, reason, message, conditions)
+        return True
+
+    def set_condition(
+        self, type_: str, status: bool | None, reason: str, message: str = ""
+    ) -> None:
+        """Set a condition; ``lastTransitionTime`` moves only when the status does."""
+        text = "Unknown" if status is None else ("True" if status else "False")
+        with self._lock:
+            prev = self._conditions.get(type_)
+            when = prev.last_transition_time if prev and prev.status == text else self._wall()
+            cond = Condition(type_, text, reason, message, when)
+            self._conditions[type_] = cond
+        if self._on_condition is not None and (prev is None or prev.status != text):
+            self._on_condition(cond)
+
+    def remove_condition(self, type_: str) -> None:
+        with self._lock:
+            self._conditions.pop(type_, None)
+
+    def condition(self, type_: str) -> Condition | None:
+        with self._lock:
+            return self._conditions.get(type_)
+
+    def set_observed(self, observed: dict[str, Any]) -> None:
+        """Replace ``observed`` (a JSON-able mapping; copied)."""
+        with self._lock:
+            self._observed = copy.deepcopy(observed)
+
+    def update_observed(self, **values: Any) -> None:
+        with self._lock:
+            self._observed.update(copy.deepcopy(values))
+
+    def snapshot(self) -> ResourceStatus:
+        with self._lock:
+            return ResourceStatus(
+                resource=self.ref,
+                phase=self.phase,
+                since=self.since,
+                conditions=tuple(self._conditions.values()),
+                observed=copy.deepcopy(self._observed),
+            )

@@ -1,0 +1,382 @@
+"""One daemon process: lifecycle, engine thread, event log, API and signals.
+
+``routerd daemon <kind> --config FILE --resource NAME`` builds a
+:class:`DaemonRuntime` and calls :meth:`DaemonRuntime.serve`. The main thread
+runs waitress; the engine runs on its own thread; signal handlers hand off to
+threads so that neither loop is blocked.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+import logging
+import os
+from pathlib import Path
+import signal
+import threading
+import time
+from typing import Any
+
+from routerd.config import ResourceConfig
+from routerd.config import SpecModel
+from routerd.config import load_config
+from routerd.daemon.api import create_app
+from routerd.daemon.engine import CommandOutcome
+from routerd.daemon.engine import DaemonEngine
+from routerd.daemon.eventlog import EventLog
+from routerd.daemon.loop import EngineLoop
+from routerd.daemon.resource import ResourceState
+from routerd.daemon.server import MAX_WAITERS
+from routerd.daemon.server import THREADS
+from routerd.daemon.server import UnixServer
+from routerd.daemon.statefile import StateFile
+from routerd.errors import CommandRejected
+from routerd.errors import ConfigError
+from routerd.errors import UnknownCommand
+from routerd.kinds import DaemonKind
+from routerd.model import CommandResult
+from routerd.model import Condition
+from routerd.model import DaemonInfo
+from routerd.model import DaemonStatus
+from routerd.model import ResourceRef
+from routerd.model import Scalar
+from routerd.model import Severity
+from routerd.plugins import PluginSet
+from routerd.plugins import safe_call
+from routerd.topics import validate_topic
+
+log = logging.getLogger("routerd.daemon")
+COMMAND_TIMEOUT = 30.0
+STOP_ENGINE_TIMEOUT = 1.2
+STUCK_AFTER = 10.0
+
+
+@dataclass
+class DaemonPaths:
+    socket: Path
+    state_dir: Path  # <state>/<daemon-kind>/<resource>
+
+    @classmethod
+    def default(cls, dk: str, resource: str, runtime_dir: Path, state_root: Path) -> DaemonPaths:
+        return cls(runtime_dir / dk / f"{resource}.sock", state_root / dk / resource)
+
+
+class _Context:
+    """The :class:`routerd.daemon.engine.DaemonContext` handed to an engine."""
+
+    def __init__(self, runtime: DaemonRuntime) -> None:
+        self._runtime = runtime
+        self.resource = runtime.ref
+        self.spec: SpecModel = runtime.resource.spec
+        self.loop = runtime.loop
+        self.status = runtime.resource_state
+        self.state = runtime.statefile
+        self.wall = runtime.wall
+        self.log = logging.getLogger(f"routerd.{runtime.kind.name}.{runtime.resource.name}")
+
+    def emit(
+        self,
+        topic: str,
+        *,
+        reason: str,
+        message: str = "",
+        severity: Severity = "info",
+        **attributes: Scalar,
+    ) -> None:
+        self._runtime.emit(topic, reason=reason, message=message, severity=severity, **attributes)
+
+
+class DaemonRuntime:
+    """Everything one daemon process runs."""
+
+    def __init__(
+        self,
+        plugins: PluginSet,
+        kind: DaemonKind,
+        config_path: Path,
+        resource: ResourceConfig,
+        paths: DaemonPaths,
+        *,
+        wall: Any = time.time,
+        threads: int = THREADS,
+        max_waiters: int = MAX_WAITERS,
+    ) -> None:
+        self.plugins = plugins
+        self.kind = kind
+        self.config_path = config_path
+        self.resource = resource
+        self.paths = paths
+        self.wall = wall
+        self.threads = threads
+        self.ref = ResourceRef(resource.api_version, resource.kind, resource.name)
+        self.started_at = wall()
+        self.phase = "Starting"
+        self._stopping = threading.Event()
+        self._stop_lock = threading.Lock()
+        self.waiters = threading.BoundedSemaphore(max(1, min(max_waiters, threads - 4)))
+        self.eventlog = EventLog(paths.state_dir / "events.jsonl", clock=wall)
+        self.statefile = StateFile(paths.state_dir / "state.json")
+        self.loop = EngineLoop()
+        self.resource_state = ResourceState(self.ref, wall, on_phase=self._phase_changed)
+        self.engine: DaemonEngine | None = None
+        self._ctx: _Context | None = None
+        self.server: UnixServer | None = None
+        self._stopped = threading.Event()
+
+    # -- events and phases ---------------------------------------------------
+    def emit(
+        self,
+        topic: str,
+        *,
+        reason: str,
+        message: str = "",
+        severity: Severity = "info",
+        **attributes: Scalar,
+    ) -> None:
+        validate_topic(topic)
+        attrs: dict[str, Scalar] = {
+            "resource.kind": self.ref.kind,
+            "resource.name": self.ref.name,
+            "daemon.kind": self.kind.name,
+        }
+        attrs.update(attributes)
+        event = self.eventlog.append(
+            topic, severity=severity, reason=reason, message=message, attributes=attrs
+        )
+        safe_call(self.plugins.pm, "routerd_event_emitted", event=event)
+
+    def _phase_changed(
+        self, old: str, new: str, reason: str, message: str, conditions: list[Condition]
+    ) -> None:
+        severity: Severity = "warning" if new in ("Error", "Unhealthy") else "info"
+        self.emit(
+            "routerd.resource.phase.changed",
+            reason=reason,
+            message=message or f"{self.ref} {old} -> {new}",
+            severity=severity,
+            phase=new,
+            previousPhase=old,
+        )
+        safe_call(
+            self.plugins.pm,
+            "routerd_phase_changed",
+            resource=self.ref,
+            old=old,
+            new=new,
+            conditions=conditions,
+        )
+
+    # -- lifecycle -----------------------------------------------------------
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def start(self) -> None:
+        """Restore the log, start the engine thread and the engine."""
+        self.paths.state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.paths.state_dir, 0o750)
+        self.eventlog.restore()
+        self.emit(
+            "routerd.daemon.lifecycle.started",
+            reason="Started",
+            message=f"{self.kind.name} daemon for {self.ref} started (pid {os.getpid()})",
+            pid=os.getpid(),
+            restoredEvents=self.eventlog.restored,
+            tornLines=self.eventlog.torn_lines,
+        )
+        self.loop.start_thread(name=f"engine-{self.kind.name}")
+        ctx = self._ctx = _Context(self)
+        try:
+            self.engine = self.loop.submit(self.kind.factory, ctx).result(timeout=COMMAND_TIMEOUT)
+            self.loop.submit(self.engine.start, ctx).result(timeout=COMMAND_TIMEOUT)
+        except Exception as exc:
+            log.exception("engine failed to start")
+            self.resource_state.set_condition("EngineStarted", False, "StartFailed", str(exc))
+            self.resource_state.set_phase("Error", "StartFailed", f"engine failed to start: {exc}")
+
+    def ready(self) -> None:
+        self.phase = "Running"
+        self.emit(
+            "routerd.daemon.lifecycle.ready",
+            reason="Ready",
+            message=f"serving {self.paths.socket}",
+        )
+
+    def serve(self, install_signals: bool = True) -> int:
+        """Start everything and serve until stopped; returns the exit code."""
+        self.server = UnixServer(create_app(self), self.paths.socket, threads=self.threads)
+        self.start()
+        if install_signals:
+            self._install_signals()
+        self.ready()
+        self.server.run()
+        self._stopped.wait(5)
+        return 0
+
+    def _install_signals(self) -> None:
+        def on_stop(signum: int, _frame: Any) -> None:
+            threading.Thread(
+                target=self.stop, args=(signal.Signals(signum).name,), daemon=True
+            ).start()
+
+        def on_hup(_signum: int, _frame: Any) -> None:
+            threading.Thread(target=self._reload_from_signal, daemon=True).start()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
+
+    def _reload_from_signal(self) -> None:
+        try:
+            self.run_command("reload", {"via": "SIGHUP"})
+        except CommandRejected as exc:
+            log.warning("reload on SIGHUP refused: %s", exc.message)
+
+    def stop(self, why: str = "stop command") -> None:
+        """Graceful stop (any thread but the server loop): teardown, events, close."""
+        with self._stop_lock:
+            if self._stopping.is_set():
+                return
+            self._stopping.set()
+        self.phase = "Stopping"
+        self.emit(
+            "routerd.daemon.lifecycle.stopping",
+            reason="Stopping",
+            message=f"stopping ({why})",
+        )
+        if self.engine is not None and self.loop.is_alive():
+            try:
+                self.loop.submit(self.engine.stop).result(timeout=STOP_ENGINE_TIMEOUT)
+            except FutureTimeout:
+                log.error("engine teardown did not finish in %.1f s", STOP_ENGINE_TIMEOUT)
+            except Exception:
+                log.exception("engine teardown failed")
+        self.loop.stop()
+        self.loop.join(0.5)
+        self.emit("routerd.daemon.lifecycle.stopped", reason="Stopped", message="stopped")
+        self.eventlog.close()
+        if self.server is not None:
+            self.server.graceful_stop(wake_waiters=self.eventlog.close)
+        self.loop.close()
+        self._stopped.set()
+
+    # -- API backend ---------------------------------------------------------
+    def healthz(self) -> tuple[bool, str | None]:
+        if self.stopping:
+            return True, None
+        if not self.loop.is_alive():
+            return False, "engine thread is not running"
+        age = time.monotonic() - self.loop.heartbeat
+        if age > STUCK_AFTER:
+            return False, f"engine thread stuck for {age:.1f} s"
+        return True, None
+
+    def status(self) -> DaemonStatus:
+        return DaemonStatus(
+            daemon=DaemonInfo(
+                kind=self.kind.name,
+                name=f"{self.kind.name}-{self.ref.name}",
+                pid=os.getpid(),
+                version=self.kind.version,
+                started_at=self.started_at,
+            ),
+            phase=self.phase,
+            resources=(self.resource_state.snapshot(),),
+            runtime={
+                "eventLog": self.eventlog.stats(),
+                "engine": {
+                    "callbackErrors": self.loop.callback_errors,
+                    "lastError": self.loop.last_error,
+                },
+                "stateFile": {
+                    "corruptFiles": self.statefile.corrupt_files,
+                    "lastError": self.statefile.last_error,
+                },
+                "commands": list(self.kind.all_commands()),
+            },
+        )
+
+    def run_command(self, name: str, args: dict[str, Any]) -> CommandResult:
+        self.emit(
+            "routerd.daemon.command.received",
+            reason="CommandReceived",
+            message=name,
+            command=name,
+        )
+        try:
+            outcome = self._dispatch(name, args)
+        except CommandRejected as exc:
+            self.emit(
+                "routerd.daemon.command.rejected",
+                reason="CommandRejected",
+                message=exc.message,
+                severity="warning",
+                command=name,
+                status=exc.status,
+            )
+            raise
+        self.emit(
+            "routerd.daemon.command.executed",
+            reason="CommandExecuted",
+            message=outcome.message,
+            command=name,
+        )
+        return CommandResult(name, True, outcome.message, outcome.result)
+
+    def _dispatch(self, name: str, args: dict[str, Any]) -> CommandOutcome:
+        if name not in self.kind.all_commands():
+            raise UnknownCommand(
+                f"{self.kind.name} has no command {name!r} (commands: {', '.join(self.kind.all_commands())})"
+            )
+        if name == "stop":
+            threading.Thread(target=self.stop, args=("stop command",), daemon=True).start()
+            return CommandOutcome("stopping")
+        if name == "reload":
+            return self._reload()
+        engine = self.engine
+        if engine is None:
+            raise CommandRejected("the engine did not start; see the Error condition")
+        return self._on_engine(lambda: engine.command(name, args))
+
+    def _on_engine(self, fn: Any) -> CommandOutcome:
+        deadline = time.monotonic() + COMMAND_TIMEOUT
+        try:
+            out = self.loop.submit(fn).result(timeout=COMMAND_TIMEOUT)
+            if isinstance(out, Future):
+                out = out.result(timeout=max(0.1, deadline - time.monotonic()))
+        except FutureTimeout:
+            raise CommandRejected(f"no result within {COMMAND_TIMEOUT:g} s") from None
+        except CommandRejected:
+            raise
+        except Exception as exc:
+            log.exception("command failed")
+            raise CommandRejected(f"{type(exc).__name__}: {exc}") from None
+        if not isinstance(out, CommandOutcome):
+            raise CommandRejected(f"engine returned {type(out).__name__}, not a CommandOutcome")
+        return out
+
+    def _reload(self) -> CommandOutcome:
+        try:
+            config = load_config(self.config_path, self.plugins)
+        except ConfigError as exc:
+            raise CommandRejected(
+                f"{self.config_path} does not validate, keeping the running config: "
+                + "; ".join(str(p) for p in exc.problems)
+            ) from None
+        new = config.find(self.resource.name, self.kind.name)
+        if new is None:
+            raise CommandRejected(f"{self.ref} is no longer in {self.config_path}")
+        if new.spec == self.resource.spec:
+            return CommandOutcome("configuration unchanged")
+        engine = self.engine
+        if engine is None:
+            raise CommandRejected(
+                "the engine did not start; restart the daemon to apply a new config"
+            )
+        outcome = self._on_engine(lambda: CommandOutcome(engine.reload(new.spec)))
+        self.resource = new
+        if self._ctx is not None:
+            self._ctx.spec = new.spec
+        return outcome

@@ -1,0 +1,103 @@
+"""The routerd plugin contract.
+
+A plugin is a module (or an object) registered under the ``routerd``
+entry-point group, implementing any of the hooks below with
+``@routerd.hookimpl``. Hooks are called with keyword arguments only; a plugin
+may accept a subset of them. Every hook is documented in
+``docs/plugin-hooks.md`` (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from routerd.kinds import DaemonKind
+    from routerd.model import Condition
+    from routerd.model import Event
+    from routerd.model import ResourceRef
+
+hookspec = pluggy.HookspecMarker("routerd")
+
+
+@hookspec
+def routerd_register_daemon_kinds(register: Callable[[DaemonKind], None]) -> None:
+    """Register the daemon kinds this plugin provides.
+
+    Call ``register(DaemonKind(...))`` once per kind. The return value is
+    ignored. ``register`` raises :class:`routerd.errors.PluginError` when the
+    daemon kind name or the resource kind is already registered by another
+    plugin (the message names both); the loader records that as this
+    plugin's load error and keeps the kinds registered before it.
+
+    :param register: callback taking a :class:`routerd.kinds.DaemonKind`.
+
+    Called once per process while plugins load (``routerd serve``,
+    ``routerd daemon``, ``routerd validate``, ``routerctl plugins list``), on
+    the main thread, before any daemon starts. Must not block or do I/O
+    beyond importing the plugin's own modules.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def routerd_phase_changed(
+    resource: ResourceRef, old: str, new: str, conditions: list[Condition]
+) -> None:
+    """React to a resource's phase changing inside a daemon.
+
+    The return value is ignored. An exception is logged and swallowed: it
+    never stops the daemon or the other observers.
+
+    :param resource: the resource whose phase changed.
+    :param old: the previous phase (``Pending`` for the first report).
+    :param new: the new phase, one of :data:`routerd.model.PHASES`.
+    :param conditions: the resource's conditions at the moment of the change.
+
+    Called inside the daemon process on the thread that changed the phase
+    (usually the protocol engine thread), after the
+    ``routerd.resource.phase.changed`` event was appended. Must return
+    quickly and must not call back into the daemon's API.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def routerd_event_emitted(event: Event) -> None:
+    """Observe every event a daemon emits (metrics, exporters, tests).
+
+    The return value is ignored. An exception is logged and swallowed.
+
+    :param event: the event, with its cursor, after it has been appended to
+        ``events.jsonl`` and is visible to ``/v1/events`` readers.
+
+    Called inside the daemon process on the thread that emitted the event
+    (the engine thread or an HTTP worker thread), with the event log's
+    append lock released. Must return quickly; hand slow work to a thread
+    of your own.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def routerd_register_commands(cli: click.Group) -> None:
+    """Add subcommands to ``routerctl``.
+
+    Use ``@cli.command()`` or ``cli.add_command(...)``. The return value is
+    ignored. routerctl calls this hook only when the command given is not
+    one of its own, so plugins never slow down the common commands.
+
+    :param cli: routerctl's top-level click group.
+
+    Called on the main thread of the ``routerctl`` process, once.
+
+    .. versionadded:: 0.1
+    """

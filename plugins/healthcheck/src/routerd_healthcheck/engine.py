@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from concurrent.futures import Future
-import socket
 from typing import Any
 
 from routerd.config import SpecModel
@@ -17,10 +16,8 @@ from routerd_healthcheck.checker import Checker
 from routerd_healthcheck.checker import Outcome
 from routerd_healthcheck.checker import iso
 from routerd_healthcheck.probes import ProbeResult
-from routerd_healthcheck.probes import ProbeSpec
 from routerd_healthcheck.probes import run_probe
 from routerd_healthcheck.spec import HealthCheckSpec
-from routerd_healthcheck.spec import parse_status_range
 
 TOPIC_HEALTHY = "routerd.healthcheck.state.healthy"
 TOPIC_UNHEALTHY = "routerd.healthcheck.state.unhealthy"
@@ -35,26 +32,6 @@ TOPICS = (
     TOPIC_PROBE_FAILED,
     TOPIC_PROBE_ERROR,
 )
-
-
-def probe_spec(spec: HealthCheckSpec) -> ProbeSpec:
-    family = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6, None: None}[spec.family]
-    return ProbeSpec(
-        protocol=spec.protocol,
-        target=spec.target,
-        port=spec.effective_port,
-        timeout=spec.timeout,
-        path=spec.path,
-        host_header=spec.host_header,
-        expect_status=parse_status_range(spec.expect_status),
-        tls_verify=spec.tls_verify,
-        dns_name=spec.dns_name,
-        dns_type=spec.dns_type,
-        source_interface=spec.source_interface,
-        source_address=spec.source_address,
-        fwmark=spec.fwmark,
-        family=family,
-    )
 
 
 class HealthCheckEngine(DaemonEngine):
@@ -159,7 +136,7 @@ class HealthCheckEngine(DaemonEngine):
         if self.in_flight is not None and not self.in_flight.done():
             return self.in_flight
         self.seq += 1
-        spec, seq = probe_spec(self.spec), self.seq
+        spec, seq = self.spec.to_probe_spec(), self.seq
         accounted: Future[Outcome] = Future()
         self.in_flight = accounted
 

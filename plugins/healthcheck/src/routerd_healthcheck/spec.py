@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from typing import Literal
 
 from pydantic import Field
@@ -10,6 +11,9 @@ from pydantic import field_validator
 from pydantic import model_validator
 from routerd.config import Duration
 from routerd.config import SpecModel
+
+from routerd_healthcheck.probes import ProbeSpec
+from routerd_healthcheck.probes import validate_spec
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "dns": 53}
 
@@ -50,7 +54,8 @@ class HealthCheckSpec(SpecModel):
     expect_status: str | int = "200-399"
     tls_verify: bool = True
     dns_name: str = "."
-    dns_type: Literal["A", "AAAA", "NS", "SOA", "TXT", "MX", "CNAME", "PTR"] = "A"
+    # None: NS for the root (which has no A record), A for any other name.
+    dns_type: Literal["A", "AAAA", "NS", "SOA", "TXT", "MX", "CNAME", "PTR"] | None = None
 
     @field_validator("source_address")
     @classmethod
@@ -82,7 +87,36 @@ class HealthCheckSpec(SpecModel):
             raise ValueError("interval must be at least 100ms")
         if self.timeout <= 0 or self.timeout > self.interval:
             raise ValueError("timeout must be > 0 and not longer than interval")
+        problems = validate_spec(self.to_probe_spec())
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    def to_probe_spec(self) -> ProbeSpec:
+        """The probe this spec describes (the probe layer knows what is runnable)."""
+        family = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6, None: None}[self.family]
+        return ProbeSpec(
+            protocol=self.protocol,
+            target=self.target,
+            port=self.effective_port,
+            timeout=self.timeout,
+            path=self.path,
+            host_header=self.host_header,
+            expect_status=parse_status_range(self.expect_status),
+            tls_verify=self.tls_verify,
+            dns_name=self.dns_name,
+            dns_type=self.effective_dns_type,
+            source_interface=self.source_interface,
+            source_address=self.source_address,
+            fwmark=self.fwmark,
+            family=family,
+        )
+
+    @property
+    def effective_dns_type(self) -> str:
+        if self.dns_type is not None:
+            return self.dns_type
+        return "NS" if self.dns_name.strip(".") == "" else "A"
 
     @property
     def effective_port(self) -> int | None:

@@ -28,11 +28,37 @@ log = logging.getLogger("routerd.api")
 MAX_BODY = 64 * 1024
 
 
+class WaiterSlots:
+    """A bounded count of open long-polls, observable in status."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+        self.rejected = 0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> bool:
+        with self._lock:
+            if self.active >= self.limit:
+                self.rejected += 1
+                return False
+            self.active += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.active -= 1
+
+    def to_dict(self) -> dict[str, int]:
+        with self._lock:
+            return {"active": self.active, "max": self.limit, "rejected": self.rejected}
+
+
 class DaemonBackend(Protocol):
     """What the API needs from the runtime."""
 
     eventlog: EventLog
-    waiters: threading.BoundedSemaphore
+    waiters: WaiterSlots
 
     @property
     def stopping(self) -> bool: ...
@@ -137,7 +163,7 @@ class Events:
             return
         # A long-poll holds a worker thread: bound them so healthz and
         # commands always find one (python-stack.md §1).
-        if not self.backend.waiters.acquire(blocking=False):
+        if not self.backend.waiters.acquire():
             resp.set_header("Retry-After", "1")
             raise falcon.HTTPTooManyRequests(
                 title="Too many waiters",

@@ -22,6 +22,7 @@ from typing import Any
 from routerd.config import ResourceConfig
 from routerd.config import SpecModel
 from routerd.config import load_config
+from routerd.daemon.api import WaiterSlots
 from routerd.daemon.api import create_app
 from routerd.daemon.engine import CommandOutcome
 from routerd.daemon.engine import DaemonEngine
@@ -115,7 +116,7 @@ class DaemonRuntime:
         self.phase = "Starting"
         self._stopping = threading.Event()
         self._stop_lock = threading.Lock()
-        self.waiters = threading.BoundedSemaphore(max(1, min(max_waiters, threads - 4)))
+        self.waiters = WaiterSlots(max(1, min(max_waiters, threads - 4)))
         self.eventlog = EventLog(paths.state_dir / "events.jsonl", clock=wall)
         self.statefile = StateFile(paths.state_dir / "state.json")
         self.loop = EngineLoop()
@@ -286,6 +287,7 @@ class DaemonRuntime:
             resources=(self.resource_state.snapshot(),),
             runtime={
                 "eventLog": self.eventlog.stats(),
+                "longPolls": self.waiters.to_dict(),
                 "engine": {
                     "callbackErrors": self.loop.callback_errors,
                     "lastError": self.loop.last_error,

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from concurrent.futures import Future
+import json
+from pathlib import Path
+import threading
+
+import pytest
+from routerd.daemon.loop import EngineLoop
+from routerd.daemon.statefile import StateFile
+
+
+def test_state_roundtrip_and_atomic(tmp_path: Path) -> None:
+    sf = StateFile(tmp_path / "x" / "state.json")
+    assert sf.load() is None
+    sf.save({"lease": {"address": "192.0.2.10"}})
+    assert sf.load() == {"lease": {"address": "192.0.2.10"}}
+    assert [p.name for p in (tmp_path / "x").iterdir()] == ["state.json"], "no temp files left"
+
+
+@pytest.mark.parametrize("content", [b"", b'{"half": ', b"[1, 2]", b"\xff\xfe", b"null"])
+def test_torn_state_is_moved_aside(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+    sf = StateFile(path)
+    assert sf.load() is None
+    assert sf.corrupt_files == 1 and sf.last_error
+    assert (tmp_path / "state.json.corrupt").read_bytes() == content
+    sf.save({"ok": True})
+    assert json.loads(path.read_text()) == {"ok": True}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_timers_fire_in_order_and_cancel() -> None:
+    clock = Clock()
+    loop = EngineLoop(clock=clock)
+    fired: list[str] = []
+    loop.call_at(105, fired.append, "b")
+    loop.call_at(101, fired.append, "a")
+    handle = loop.call_at(103, fired.append, "cancelled")
+    handle.cancel()
+    clock.t = 104
+    loop.run_once()
+    assert fired == ["a"]
+    clock.t = 106
+    loop.run_once()
+    assert fired == ["a", "b"]
+    loop.close()
+
+
+def test_callback_errors_are_counted_not_fatal() -> None:
+    loop = EngineLoop()
+
+    def boom() -> None:
+        raise RuntimeError("engine bug")
+
+    loop.call_soon_threadsafe(boom)
+    loop.run_once()
+    assert loop.callback_errors == 1 and "engine bug" in (loop.last_error or "")
+    loop.close()
+
+
+def test_submit_from_other_thread_and_worker_results() -> None:
+    loop = EngineLoop()
+    loop.start_thread()
+    ident: Future[int] = loop.submit(threading.get_ident)
+    assert ident.result(5) != threading.get_ident()
+    done: Future[int] = Future()
+    loop.run_in_worker(
+        lambda: 21 * 2,
+        on_done=lambda f: done.set_result(f.result() if loop.in_loop_thread() else -1),
+    )
+    assert done.result(5) == 42, "on_done runs on the loop thread"
+    loop.stop()
+    assert loop.join(5)
+    loop.close()

@@ -16,6 +16,9 @@ import pytest
 
 from routerd.testing.daemon import DaemonFactory
 from routerd.testing.daemon import daemon_factory
+from routerd.testing.lab_fixtures import dhcp4_pair  # noqa: F401
+from routerd.testing.lab_fixtures import dhcp6_pair  # noqa: F401
+from routerd.testing.lab_fixtures import lab  # noqa: F401
 
 
 @pytest.fixture

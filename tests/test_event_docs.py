@@ -1,0 +1,41 @@
+"""docs/events.md lists exactly the topics the shipped code can emit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+import re
+
+ROOT = Path(__file__).resolve().parents[1]
+TOPIC = re.compile(r"""["'`](routerd\.[a-z0-9_-]+(?:\.[a-z0-9_-]+){2,})["'`]""")
+SOURCES = [ROOT / "routerd-core" / "src", *sorted((ROOT / "plugins").glob("*/src"))]
+
+
+def code_topics() -> set[str]:
+    found: set[str] = set()
+    for base in SOURCES:
+        for path in base.rglob("*.py"):
+            if "testing" in path.parts:
+                continue
+            found.update(m.group(1) for m in TOPIC.finditer(path.read_text()))
+    return found
+
+
+def doc_topics() -> set[str]:
+    text = (ROOT / "docs" / "events.md").read_text()
+    return {m.group(1) for m in TOPIC.finditer(text)}
+
+
+def test_code_topics_are_found() -> None:
+    topics = code_topics()
+    assert "routerd.daemon.lifecycle.started" in topics
+    assert "routerd.healthcheck.state.unhealthy" in topics
+
+
+def test_every_emitted_topic_is_documented() -> None:
+    missing = code_topics() - doc_topics()
+    assert not missing, f"topics emitted but not in docs/events.md: {sorted(missing)}"
+
+
+def test_every_documented_topic_is_emitted() -> None:
+    stale = doc_topics() - code_topics()
+    assert not stale, f"topics in docs/events.md that no code emits: {sorted(stale)}"

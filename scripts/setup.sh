@@ -50,6 +50,6 @@ if [ ! -x .tools/bin/uv ]; then
   "$PYTHON" -m venv .tools
   .tools/bin/pip install -q --disable-pip-version-check 'uv>=0.4,<1'
 fi
-.tools/bin/uv sync --frozen --python "$PYTHON" --quiet
+.tools/bin/uv sync --python "$PYTHON" --quiet
 .venv/bin/python -c 'import routerd, routerd_healthcheck, routerctl' 
 echo "setup: .venv ready ($(.venv/bin/python --version))"

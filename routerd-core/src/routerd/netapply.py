@@ -1,0 +1,344 @@
+"""Host state through netlink (pyroute2), shared by protocol plugins.
+
+Everything here must be created and used on one thread (pyroute2 0.9's sync
+API wraps an asyncio core; a socket made in one thread and read in another
+receives nothing — python-stack.md §5): engines create these on the engine
+thread in ``start``.
+
+Routes routerd installs carry ``proto dhcp`` (16), so ``ip route show proto
+dhcp`` lists exactly them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import errno
+import ipaddress
+import socket
+import struct
+from typing import Any
+
+RTPROT_DHCP = 16
+IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000
+
+
+class ApplyError(OSError):
+    """A netlink operation failed; the message names what and where."""
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """What the kernel says of an interface."""
+
+    name: str
+    index: int | None
+    exists: bool
+    admin_up: bool = False
+    carrier: bool = False
+    operstate: str = "ABSENT"
+    mtu: int | None = None
+    mac: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Up with carrier: packets can flow."""
+        return self.exists and self.admin_up and self.carrier
+
+
+@dataclass(frozen=True)
+class LinkChange:
+    """A link event seen by :class:`LinkWatcher`."""
+
+    name: str
+    state: LinkState
+
+
+def _code(exc: BaseException) -> int:
+    return int(getattr(exc, "code", 0) or 0)
+
+
+def _state_from_msg(msg: Any) -> LinkState:
+    flags = int(msg["flags"])
+    return LinkState(
+        name=str(msg.get("IFLA_IFNAME")),
+        index=int(msg["index"]),
+        exists=msg["event"] != "RTM_DELLINK",
+        admin_up=bool(flags & IFF_UP),
+        carrier=bool(flags & IFF_LOWER_UP) and msg.get("IFLA_CARRIER", 1) != 0,
+        operstate=str(msg.get("IFLA_OPERSTATE") or "UNKNOWN"),
+        mtu=msg.get("IFLA_MTU"),
+        mac=msg.get("IFLA_ADDRESS"),
+    )
+
+
+class NetApplier:
+    """Add and remove addresses and routes; every call is idempotent."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        from pyroute2 import IPRoute
+
+        self._ipr = IPRoute(netns=netns) if netns else IPRoute()
+
+    def close(self) -> None:
+        self._ipr.close()
+
+    def _index(self, ifname: str) -> int:
+        found = self._ipr.link_lookup(ifname=ifname)
+        if not found:
+            raise ApplyError(errno.ENODEV, f"interface {ifname} does not exist")
+        return int(found[0])
+
+    def link(self, ifname: str) -> LinkState:
+        found = self._ipr.link_lookup(ifname=ifname)
+        if not found:
+            return LinkState(ifname, None, False)
+        msgs = self._ipr.get_links(found[0])
+        return _state_from_msg(msgs[0]) if msgs else LinkState(ifname, None, False)
+
+    def add_address(
+        self,
+        ifname: str,
+        cidr: str,
+        *,
+        valid: float | None = None,
+        preferred: float | None = None,
+        broadcast: str | None = None,
+    ) -> None:
+        """Add or refresh ``cidr`` on ``ifname`` with lifetimes in seconds."""
+        iface = ipaddress.ip_interface(cidr)
+        kwargs: dict[str, Any] = {
+            "index": self._index(ifname),
+            "address": str(iface.ip),
+            "prefixlen": iface.network.prefixlen,
+        }
+        if valid is not None:
+            kwargs["valid_lft"] = max(0, int(valid))
+            kwargs["preferred_lft"] = max(
+                0, min(int(preferred if preferred is not None else valid), int(valid))
+            )
+        if broadcast and iface.version == 4:
+            kwargs["broadcast"] = broadcast
+        self._call(f"add address {cidr} on {ifname}", self._ipr.addr, "replace", **kwargs)
+
+    def remove_address(self, ifname: str, cidr: str) -> bool:
+        """Remove ``cidr``; False when it (or the interface) was already gone."""
+        found = self._ipr.link_lookup(ifname=ifname)
+        if not found:
+            return False
+        iface = ipaddress.ip_interface(cidr)
+        try:
+            self._ipr.addr(
+                "del", index=found[0], address=str(iface.ip), prefixlen=iface.network.prefixlen
+            )
+        except Exception as exc:
+            if _code(exc) in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
+                return False
+            raise ApplyError(
+                _code(exc) or errno.EIO, f"remove address {cidr} from {ifname}: {exc}"
+            ) from None
+        return True
+
+    def addresses(self, ifname: str, family: int = socket.AF_INET) -> list[str]:
+        found = self._ipr.link_lookup(ifname=ifname)
+        if not found:
+            return []
+        return [
+            f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}"
+            for a in self._ipr.get_addr(index=found[0], family=family)
+        ]
+
+    def _route_args(
+        self,
+        dst: str,
+        gateway: str | None,
+        ifname: str | None,
+        metric: int | None,
+        type_: str,
+        table: int | None,
+    ) -> dict[str, Any]:
+        net = ipaddress.ip_network(dst, strict=False)
+        kwargs: dict[str, Any] = {
+            "dst": str(net),
+            "family": socket.AF_INET if net.version == 4 else socket.AF_INET6,
+        }
+        if type_ != "unicast":
+            kwargs["type"] = type_
+        if gateway:
+            kwargs["gateway"] = gateway
+        if ifname:
+            kwargs["oif"] = self._index(ifname)
+        if metric is not None:
+            kwargs["priority"] = metric
+        if table is not None:
+            kwargs["table"] = table
+        return kwargs
+
+    def replace_route(
+        self,
+        dst: str,
+        *,
+        gateway: str | None = None,
+        ifname: str | None = None,
+        metric: int | None = None,
+        type_: str = "unicast",
+        table: int | None = None,
+        proto: int = RTPROT_DHCP,
+    ) -> None:
+        """Install or update a route (``ip route replace``)."""
+        kwargs = self._route_args(dst, gateway, ifname, metric, type_, table)
+        via = f" via {gateway}" if gateway else ""
+        self._call(f"install route {dst}{via}", self._ipr.route, "replace", proto=proto, **kwargs)
+
+    def remove_route(
+        self,
+        dst: str,
+        *,
+        gateway: str | None = None,
+        ifname: str | None = None,
+        metric: int | None = None,
+        type_: str = "unicast",
+        table: int | None = None,
+    ) -> bool:
+        """Remove a route; False when it was already gone."""
+        try:
+            kwargs = self._route_args(dst, gateway, ifname, metric, type_, table)
+        except ApplyError:
+            return False  # the interface is gone, and its routes with it
+        try:
+            self._ipr.route("del", **kwargs)
+        except Exception as exc:
+            if _code(exc) in (errno.ESRCH, errno.ENOENT, errno.ENODEV):
+                return False
+            raise ApplyError(_code(exc) or errno.EIO, f"remove route {dst}: {exc}") from None
+        return True
+
+    def routes(
+        self, family: int = socket.AF_INET, proto: int | None = RTPROT_DHCP
+    ) -> list[dict[str, Any]]:
+        """Routes of the main table (only ``proto`` ones unless None)."""
+        out = []
+        for r in self._ipr.get_routes(family=family, table=254):
+            if proto is not None and r["proto"] != proto:
+                continue
+            dst = r.get("RTA_DST")
+            out.append(
+                {
+                    "dst": f"{dst}/{r['dst_len']}"
+                    if dst
+                    else ("default" if r["dst_len"] == 0 else ""),
+                    "gateway": r.get("RTA_GATEWAY"),
+                    "metric": r.get("RTA_PRIORITY"),
+                    "type": r["type"],
+                }
+            )
+        return out
+
+    def set_mtu(self, ifname: str, mtu: int) -> None:
+        self._call(
+            f"set mtu {mtu} on {ifname}", self._ipr.link, "set", index=self._index(ifname), mtu=mtu
+        )
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except ApplyError:
+            raise
+        except Exception as exc:
+            code = _code(exc) or errno.EIO
+            raise ApplyError(code, f"{what}: {getattr(exc, 'args', [None, exc])[-1]}") from None
+
+
+RTMGRP_LINK = 0x1
+RTM_NEWLINK, RTM_DELLINK = 16, 17
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE, IFLA_CARRIER = 1, 3, 4, 16, 33
+_OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
+
+
+def parse_link_messages(data: bytes) -> list[LinkState]:
+    """Decode RTM_NEWLINK/RTM_DELLINK messages of one netlink datagram.
+
+    Malformed parts end the parse; nothing raises.
+    """
+    out: list[LinkState] = []
+    off = 0
+    while off + 16 <= len(data):
+        length, mtype = struct.unpack_from("=IH", data, off)
+        if length < 16 or off + length > len(data):
+            break
+        if mtype in (RTM_NEWLINK, RTM_DELLINK) and length >= 32:
+            _fam, _pad, _type, index, flags, _change = struct.unpack_from("=BBHiII", data, off + 16)
+            attrs: dict[int, bytes] = {}
+            pos, end = off + 32, off + length
+            while pos + 4 <= end:
+                alen, atype = struct.unpack_from("=HH", data, pos)
+                if alen < 4 or pos + alen > end:
+                    break
+                attrs[atype & 0x3FFF] = data[pos + 4 : pos + alen]
+                pos += (alen + 3) & ~3
+            name = attrs.get(IFLA_IFNAME, b"").split(b"\0", 1)[0].decode("utf-8", "replace")
+            oper = attrs.get(IFLA_OPERSTATE, b"")
+            carrier = attrs.get(IFLA_CARRIER)
+            mtu = attrs.get(IFLA_MTU)
+            mac = attrs.get(IFLA_ADDRESS)
+            out.append(
+                LinkState(
+                    name=name,
+                    index=index,
+                    exists=mtype == RTM_NEWLINK,
+                    admin_up=bool(flags & IFF_UP),
+                    carrier=bool(flags & IFF_LOWER_UP)
+                    and (carrier is None or carrier[:1] != b"\0"),
+                    operstate=_OPERSTATES[oper[0]]
+                    if oper and oper[0] < len(_OPERSTATES)
+                    else "UNKNOWN",
+                    mtu=struct.unpack("=I", mtu)[0] if mtu and len(mtu) == 4 else None,
+                    mac=":".join(f"{b:02x}" for b in mac) if mac else None,
+                )
+            )
+        off += (length + 3) & ~3
+    return out
+
+
+class LinkWatcher:
+    """Link events (carrier, admin state, removal) for some interfaces.
+
+    A plain ``NETLINK_ROUTE`` socket bound to ``RTMGRP_LINK``: pyroute2
+    0.9.7's monitor did not deliver the RTM_NEWLINK of a carrier loss caused
+    by the far end of a veth going down (measured), which is exactly the
+    event a WAN client must see. ``fileno()`` goes to ``loop.add_reader``;
+    on readable, :meth:`drain` returns the changes of watched links. Watches
+    the network namespace of the calling process.
+    """
+
+    def __init__(self, ifnames: set[str]) -> None:
+        self.ifnames = set(ifnames)
+        self._sock = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE
+        )
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self._sock.bind((0, RTMGRP_LINK))
+        self._sock.setblocking(False)
+        self.overruns = 0
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def drain(self) -> list[LinkChange]:
+        changes: list[LinkChange] = []
+        while True:
+            try:
+                data = self._sock.recv(1 << 16)
+            except BlockingIOError:
+                return changes
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    self.overruns += 1  # events lost: callers re-read link state
+                    continue
+                return changes
+            for state in parse_link_messages(data):
+                if state.name in self.ifnames:
+                    changes.append(LinkChange(state.name, state))
+
+    def close(self) -> None:
+        self._sock.close()

@@ -1,0 +1,634 @@
+"""``routerctl``: the command line for routerd daemons on this host.
+
+The common commands import only click, the standard library and
+:mod:`routerd.client` (raw-socket HTTP/1.1). Plugins (pluggy,
+importlib.metadata, the plugins' own imports) are loaded only by
+``routerctl plugins list`` and when the command given is not one of
+routerctl's own (DESIGN.md §3, python-stack.md §8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
+import os
+import re
+import signal
+import sys
+import time
+from typing import Any
+from typing import TypeVar
+
+import click
+from routerd.client import UnixClient
+from routerd.client import default_runtime_dir
+from routerd.durations import parse_duration
+from routerd.errors import ClientError
+
+from routerctl import api
+from routerctl import views
+from routerctl.errors import CtlError
+from routerctl.errors import warn
+from routerctl.output import FORMATS
+from routerctl.output import StreamTable
+from routerctl.output import dump
+from routerctl.output import to_json
+from routerctl.output import to_yaml
+from routerctl.targets import Target
+from routerctl.targets import discover
+from routerctl.targets import parse_target
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Per-command defaults when ``--timeout`` is not given.
+DAEMONS_TIMEOUT = 2.0
+REQUEST_TIMEOUT = 10.0
+COMMAND_TIMEOUT = 35.0
+STOP_WAIT = 10.0
+_COMMAND_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+# -- settings shared by the group and every subcommand --------------------------
+@dataclass
+class Settings:
+    runtime_dir: str | None = None
+    timeout: float | None = None
+
+    @property
+    def runtime(self) -> str:
+        return self.runtime_dir or default_runtime_dir()
+
+    def timeout_or(self, default: float) -> float:
+        return self.timeout if self.timeout is not None else default
+
+
+def settings(ctx: click.Context) -> Settings:
+    return ctx.find_root().ensure_object(Settings)
+
+
+def _set_runtime_dir(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        settings(ctx).runtime_dir = value
+
+
+def _set_timeout(ctx: click.Context, _param: click.Parameter, value: float | None) -> None:
+    if value is not None:
+        settings(ctx).timeout = value
+
+
+class DurationType(click.ParamType[float]):
+    """``10``, ``0.5``, ``500ms``, ``10s``, ``1m`` (routerd.durations); more than zero."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if seconds <= 0:
+            self.fail("must be more than 0", param, ctx)
+        return seconds
+
+
+class TargetType(click.ParamType[Target]):
+    """``<daemon-kind>/<resource>`` or the path of a daemon socket."""
+
+    name = "target"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Target:
+        if isinstance(value, Target):
+            return value
+        try:
+            return parse_target(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def common_options(func: F) -> F:
+    """``--runtime-dir`` and ``--timeout``, accepted before or after the subcommand."""
+    func = click.option(
+        "--timeout",
+        type=DurationType(),
+        expose_value=False,
+        callback=_set_timeout,
+        help="Timeout of each request (10, 500ms, 5s). Default: 2s for daemons, 35s for commands, 10s otherwise.",
+    )(func)
+    func = click.option(
+        "--runtime-dir",
+        metavar="DIR",
+        expose_value=False,
+        callback=_set_runtime_dir,
+        help="Where daemon sockets live. [default: $ROUTERD_RUNTIME_DIR or /run/routerd]",
+    )(func)
+    return func
+
+
+output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+target_argument = click.argument("target", type=TargetType())
+
+
+# -- the lazy group --------------------------------------------------------------
+class RouterctlGroup(click.Group):
+    """routerctl's top-level group.
+
+    ``get_command`` falls back to loading plugins (``routerd_register_commands``)
+    only for a name that is not one of routerctl's own commands;
+    ``list_commands`` (and so ``--help``) never loads plugins. Failures of the
+    daemon client become one ``routerctl: ...`` line and exit status 1.
+    """
+
+    _plugin_commands_loaded = False
+    _broken_plugins: tuple[str, ...] = ()
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and not self._plugin_commands_loaded:
+            self.load_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def load_plugin_commands(self) -> None:
+        """Call every plugin's ``routerd_register_commands(cli=self)``, once per process.
+
+        A plugin that fails (to import, or inside the hook) is reported in one
+        warning line and does not stop the others. A plugin cannot replace one
+        of routerctl's own commands.
+        """
+        self._plugin_commands_loaded = True
+        from routerd import plugins as routerd_plugins
+
+        quiet_plugin_logging()
+        try:
+            plugin_set = routerd_plugins.load_plugins()
+        except Exception as exc:  # a plugin set that cannot load at all
+            warn(f"cannot load plugins: {type(exc).__name__}: {exc}")
+            return
+        self._broken_plugins = tuple(r.name for r in plugin_set.records if r.error)
+        own = dict(self.commands)
+        for impl in plugin_set.pm.hook.routerd_register_commands.get_hookimpls():
+            try:
+                impl.function(**{name: self for name in impl.argnames if name == "cli"})
+            except Exception as exc:
+                warn(
+                    f"plugin {impl.plugin_name} failed to add commands: {type(exc).__name__}: {exc}"
+                )
+        for name, command in own.items():
+            if self.commands.get(name) is not command:
+                warn(f"a plugin tried to replace the command {name!r}; keeping routerctl's")
+                self.commands[name] = command
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            if not self._broken_plugins:
+                raise
+            raise click.UsageError(
+                f"{exc.message} (plugins that failed to load: {', '.join(self._broken_plugins)};"
+                " see 'routerctl plugins list')",
+                ctx,
+            ) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ClientError as exc:  # a plugin command using routerd.client directly
+            raise CtlError(str(exc)) from None
+
+
+def quiet_plugin_logging() -> None:
+    """Plugin load failures are shown by ``plugins list``; keep them off stderr here."""
+    import logging
+
+    logger = logging.getLogger("routerd.plugins")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False
+
+
+@click.group(
+    cls=RouterctlGroup,
+    context_settings=CONTEXT_SETTINGS,
+    epilog="TARGET is <daemon-kind>/<resource> (e.g. healthcheck/internet) or a socket path. "
+    "Plugins can add commands: see 'routerctl plugins list'.",
+)
+@common_options
+@click.version_option(package_name="routerctl", prog_name="routerctl")
+def main() -> None:
+    """Inspect and control routerd daemons on this host."""
+
+
+def client_for(ctx: click.Context, target: Target, default_timeout: float) -> UnixClient:
+    s = settings(ctx)
+    return UnixClient(target.socket_path(s.runtime), timeout=s.timeout_or(default_timeout))
+
+
+# -- daemons ---------------------------------------------------------------------
+@main.command(context_settings=CONTEXT_SETTINGS)
+@common_options
+@output_option
+@click.pass_context
+def daemons(ctx: click.Context, output: str) -> None:
+    """List daemon sockets under the runtime dir with their phases.
+
+    Every socket's /v1/status is asked in parallel; a socket that does not
+    answer is listed with phase Unreachable and the reason.
+    """
+    s = settings(ctx)
+    runtime = s.runtime
+    timeout = s.timeout_or(DAEMONS_TIMEOUT)
+    try:
+        sockets = discover(runtime)
+    except PermissionError:
+        raise CtlError(
+            f"permission denied listing {runtime} (run as root or join the routerd group)"
+        ) from None
+    except OSError as exc:
+        raise CtlError(f"{runtime}: {exc.strerror or exc}") from None
+
+    def fetch(found: Any) -> list[dict[str, Any]]:
+        client = UnixClient(found.path, timeout=timeout)
+        label = f"{found.daemon_kind}/{found.resource}"
+        try:
+            status = api.get_json(client, label, "/v1/status")
+        except CtlError as exc:
+            reason = exc.message.removeprefix(f"{label}: ")
+            return [views.unreachable_record(found.daemon_kind, found.resource, found.path, reason)]
+        return views.daemon_records(found.daemon_kind, found.resource, found.path, status)
+
+    records: list[dict[str, Any]] = []
+    if sockets:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(32, len(sockets))) as pool:
+            for batch in pool.map(fetch, sockets):
+                records.extend(batch)
+    if output != "table":
+        click.echo(dump(records, output))
+    elif not records:
+        click.echo(f"No daemon sockets under {runtime}.", err=True)
+    else:
+        click.echo(views.daemons_table(records, time.time()))
+
+
+# -- status ----------------------------------------------------------------------
+@main.command(context_settings=CONTEXT_SETTINGS, short_help="Show a daemon's status.")
+@target_argument
+@common_options
+@output_option
+@click.pass_context
+def status(ctx: click.Context, target: Target, output: str) -> None:
+    """Show a daemon's status: phase, conditions, observed state, the daemon."""
+    client = client_for(ctx, target, REQUEST_TIMEOUT)
+    data = api.get_json(client, str(target), "/v1/status")
+    if output != "table":
+        click.echo(dump(data, output))
+    else:
+        click.echo(views.status_page(data, client.path, time.time()))
+
+
+# -- events ----------------------------------------------------------------------
+def _check_cursor(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.isdigit():
+        raise click.BadParameter(f"{value!r} is not a cursor (a decimal number such as 42)")
+    return value
+
+
+@main.command(context_settings=CONTEXT_SETTINGS, short_help="Show or follow a daemon's events.")
+@target_argument
+@click.option(
+    "--topic",
+    "topics",
+    multiple=True,
+    metavar="GLOB",
+    help="Dotted topic glob ('*' one segment, '**' any number); repeat for OR.",
+)
+@click.option(
+    "--since", metavar="CURSOR", callback=_check_cursor, help="Only events after this cursor."
+)
+@click.option("--limit", type=click.IntRange(1, 1000), help="At most this many events (one page).")
+@click.option(
+    "-f", "--follow", is_flag=True, help="Keep printing events as they arrive (Ctrl-C ends)."
+)
+@click.option("--tail", is_flag=True, help="Start at the current head: no past events.")
+@common_options
+@output_option
+@click.pass_context
+def events(
+    ctx: click.Context,
+    target: Target,
+    topics: tuple[str, ...],
+    since: str | None,
+    limit: int | None,
+    follow: bool,
+    tail: bool,
+    output: str,
+) -> None:
+    """Show a daemon's events, oldest first; --follow waits for new ones.
+
+    With --follow and -o json, one JSON object per line (JSON Lines).
+    """
+    client = client_for(ctx, target, REQUEST_TIMEOUT)
+    timeout = client.timeout
+    label = str(target)
+    if tail and since is None:
+        head = api.get_json(client, label, "/v1/events", tail=True)
+        if not follow:
+            click.echo(head.get("cursor", "") if output == "table" else dump(head, output))
+            return
+        since = str(head.get("cursor")) if head.get("cursor") is not None else None
+    if follow:
+        _follow(
+            client, label, since=since, topics=topics, limit=limit, timeout=timeout, output=output
+        )
+        return
+    cursor = since
+    collected: list[dict[str, Any]] = []
+    more = reset = False
+    while True:
+        body = api.get_events(
+            client, label, since=cursor, topics=topics, limit=limit, timeout=timeout
+        )
+        if body.get("reset"):
+            reset = True
+            _warn_reset(cursor, body)
+        collected.extend(body["events"])
+        cursor = str(body.get("cursor", cursor))
+        more = bool(body.get("more"))
+        if limit is not None or not more or not body["events"]:
+            break
+    if output != "table":
+        doc: dict[str, Any] = {"cursor": cursor, "events": collected, "more": more}
+        if reset:
+            doc["reset"] = True
+        click.echo(dump(doc, output))
+        return
+    if collected:
+        click.echo(views.events_table(collected))
+    else:
+        click.echo("No events.", err=True)
+    if more:
+        click.echo(f"routerctl: more events follow; continue with --since {cursor}", err=True)
+
+
+def _warn_reset(cursor: str | None, body: dict[str, Any]) -> None:
+    warn(
+        f"cursor {cursor} is not in the daemon's event log (the log was lost or rotated "
+        "past it); showing the events it has"
+    )
+
+
+class _Stop(Exception):
+    """SIGTERM while following: end like Ctrl-C."""
+
+
+def _on_sigterm(_signum: int, _frame: object) -> None:
+    raise _Stop
+
+
+def _follow(
+    client: UnixClient,
+    label: str,
+    *,
+    since: str | None,
+    topics: tuple[str, ...],
+    limit: int | None,
+    timeout: float,
+    output: str,
+) -> None:
+    """Long-poll ``/v1/events`` from ``since`` and print as events arrive until interrupted."""
+    table = StreamTable(views.EVENT_HEADERS, sys.stdout, views.EVENT_MIN_WIDTHS)
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        # SIGINT ends following even when started with SIGINT ignored (a
+        # background job of a non-interactive shell): Ctrl-C is the way out.
+        previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        previous = previous_int = None
+    cursor = since
+    idle = 0.0
+    try:
+        while True:
+            started = time.monotonic()
+            body = api.get_events(
+                client,
+                label,
+                since=cursor,
+                topics=topics,
+                limit=limit,
+                wait=api.FOLLOW_WAIT,
+                timeout=timeout,
+            )
+            if body.get("reset"):
+                _warn_reset(cursor, body)
+            batch: list[dict[str, Any]] = body["events"]
+            if batch:
+                _print_batch(batch, output, table)
+                idle = 0.0
+            elif time.monotonic() - started < 1.0:
+                # Empty long before the wait was up: the daemon is stopping and
+                # no longer holds long-polls. Back off instead of spinning.
+                idle = min(idle * 2 or 0.1, 2.0)
+                time.sleep(idle)
+            cursor = str(body.get("cursor", cursor))
+    except (KeyboardInterrupt, _Stop):
+        return
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
+
+
+def _print_batch(batch: Sequence[dict[str, Any]], output: str, table: StreamTable) -> None:
+    if output == "table":
+        table.write([views.event_row(e) for e in batch])
+        return
+    out = sys.stdout
+    for event in batch:
+        if output == "json":
+            out.write(to_json(event, indent=None) + "\n")
+        else:
+            out.write("---\n" + to_yaml(event) + "\n")
+    out.flush()
+
+
+# -- commands --------------------------------------------------------------------
+def _parse_args(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, Any]:
+    """``key=value`` (a string) or ``key:=json`` (a JSON value), as in httpie."""
+    import json
+
+    args: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key or key == ":":
+            raise click.BadParameter(f"{item!r} is not key=value or key:=json")
+        if key.endswith(":"):
+            try:
+                args[key[:-1]] = json.loads(value)
+            except ValueError:
+                raise click.BadParameter(f"{item!r}: {value!r} is not valid JSON") from None
+        else:
+            args[key] = value
+    return args
+
+
+arg_option = click.option(
+    "--arg",
+    "args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=_parse_args,
+    help="Command argument: key=value (string) or key:=json; repeatable.",
+)
+
+
+def run_command(
+    ctx: click.Context, target: Target, name: str, args: dict[str, Any], output: str
+) -> dict[str, Any]:
+    client = client_for(ctx, target, COMMAND_TIMEOUT)
+    result = api.post_command(client, str(target), name, args, timeout=client.timeout)
+    accepted = result.get("accepted", True) is not False
+    message = str(result.get("message") or "")
+    if output != "table":
+        click.echo(dump(result, output))
+        if not accepted:
+            ctx.exit(1)
+    elif not accepted:
+        raise CtlError(f"{target}: {name} was not accepted: {message or 'no reason given'}")
+    else:
+        click.echo(message or f"{name}: accepted")
+    return result
+
+
+def _command(name: str, help_text: str, short_help: str) -> None:
+    @main.command(name, help=help_text, short_help=short_help, context_settings=CONTEXT_SETTINGS)
+    @target_argument
+    @arg_option
+    @common_options
+    @output_option
+    @click.pass_context
+    def command(ctx: click.Context, target: Target, args: dict[str, Any], output: str) -> None:
+        run_command(ctx, target, name, args, output)
+
+
+_command(
+    "renew",
+    "Run the daemon's active operation now (DHCP renew, an immediate health probe, "
+    "PPPoE reconnect) and print its result.",
+    "Run the daemon's active operation now (renew, probe).",
+)
+_command(
+    "reload",
+    "Make the daemon re-read its configuration file and apply what changed.",
+    "Make the daemon re-read its configuration file.",
+)
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@target_argument
+@arg_option
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait until the daemon has exited (its socket is gone).",
+)
+@common_options
+@output_option
+@click.pass_context
+def stop(ctx: click.Context, target: Target, args: dict[str, Any], wait: bool, output: str) -> None:
+    """Stop the daemon gracefully (protocol teardown, then exit)."""
+    run_command(ctx, target, "stop", args, output)
+    if wait:
+        path = target.socket_path(settings(ctx).runtime)
+        limit = settings(ctx).timeout_or(STOP_WAIT)
+        if not _wait_gone(path, limit):
+            raise CtlError(
+                f"{target}: the daemon accepted stop but is still answering after {limit:g} s"
+            )
+
+
+def _wait_gone(path: str, limit: float) -> bool:
+    """True once nothing listens on ``path`` any more (removed, or a stale socket)."""
+    deadline = time.monotonic() + limit
+    while True:
+        if not os.path.exists(path):
+            return True
+        try:
+            UnixClient(path, timeout=1.0).get("/v1/healthz")
+        except ClientError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+@main.command("command", context_settings=CONTEXT_SETTINGS)
+@target_argument
+@click.argument("name")
+@arg_option
+@common_options
+@output_option
+@click.pass_context
+def command_(
+    ctx: click.Context, target: Target, name: str, args: dict[str, Any], output: str
+) -> None:
+    """Run a plugin-specific command NAME (e.g. release, rebind)."""
+    if not _COMMAND_NAME.match(name):
+        raise click.BadParameter(f"{name!r} is not a command name", param_hint="'NAME'")
+    run_command(ctx, target, name, args, output)
+
+
+# -- plugins ---------------------------------------------------------------------
+@main.group(context_settings=CONTEXT_SETTINGS)
+def plugins() -> None:
+    """Installed routerd plugins."""
+
+
+@plugins.command("list", context_settings=CONTEXT_SETTINGS)
+@click.option("--hook", metavar="NAME", help="Only plugins implementing this hook.")
+@output_option
+def plugins_list(hook: str | None, output: str) -> None:
+    """List plugins of the 'routerd' entry-point group: version, daemon kinds, hooks, errors.
+
+    ROUTERD_PLUGINS=a,b restricts the list to those names.
+    """
+    from routerd.plugins import load_plugins
+
+    quiet_plugin_logging()
+    plugin_set = load_plugins()
+    records = [r.to_dict() for r in plugin_set.records]
+    if hook is not None:
+        records = [r for r in records if hook in r["hooks"]]
+    if output != "table":
+        click.echo(dump(records, output))
+    elif not records:
+        click.echo("No plugins." if hook is None else f"No plugin implements {hook}.", err=True)
+    else:
+        click.echo(views.plugins_table(records))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

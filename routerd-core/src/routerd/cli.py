@@ -112,6 +112,66 @@ def daemon(
 
 
 @main.command()
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Router config file.",
+)
+@click.option(
+    "--runtime-dir",
+    default=None,
+    help="Socket root (default $ROUTERD_RUNTIME_DIR or /run/routerd).",
+)
+@click.option(
+    "--state-dir", default=None, help="State root (default $ROUTERD_STATE_DIR or /var/lib/routerd)."
+)
+@click.option(
+    "--log-dir", default=None, help="Write each daemon's output to a file here (default: inherit)."
+)
+@click.option(
+    "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
+)
+def serve(
+    config_path: str,
+    runtime_dir: str | None,
+    state_dir: str | None,
+    log_dir: str | None,
+    log_level: str,
+) -> None:
+    """Supervise one daemon per resource, store their events, serve the control API."""
+    from routerd.daemon.server import SocketInUse
+    from routerd.errors import ConfigError
+    from routerd.plugins import load_plugins
+    from routerd.serve.main import RouterdServe
+
+    _setup_logging(log_level)
+    plugins = load_plugins()
+    for record in plugins.records:
+        if record.error:
+            click.echo(f"warning: plugin {record.name}: {record.error}", err=True)
+    server = RouterdServe(
+        plugins,
+        Path(config_path).resolve(),
+        Path(runtime_dir or default_runtime_dir()),
+        Path(state_dir or default_state_dir()),
+        log_dir=Path(log_dir) if log_dir else None,
+    )
+    try:
+        code = server.serve()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        raise click.ClickException(
+            f"{config_path}: {len(exc.problems)} problem(s); not starting"
+        ) from None
+    except SocketInUse as exc:
+        raise click.ClickException(f"{exc} (is routerd serve already running?)") from None
+    sys.exit(code)
+
+
+@main.command()
 @click.option("-f", "--file", "config_path", required=True, type=click.Path(dir_okay=False))
 def validate(config_path: str) -> None:
     """Validate a config file; print every problem and exit 1 if there are any."""

@@ -1,0 +1,1 @@
+"""``routerd serve``: supervision, event ingestion, the SQLite store and the control API."""

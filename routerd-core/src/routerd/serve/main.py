@@ -1,0 +1,318 @@
+"""The ``routerd serve`` process: supervisor, followers, store and control API."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+import signal
+import threading
+import time
+from typing import Any
+
+from routerd import __version__
+from routerd.client import UnixClient
+from routerd.config import RouterConfig
+from routerd.config import load_config
+from routerd.daemon.api import WaiterSlots
+from routerd.daemon.server import UnixServer
+from routerd.errors import ClientError
+from routerd.errors import CommandRejected
+from routerd.errors import ConfigError
+from routerd.plugins import PluginSet
+from routerd.serve.api import API_VERSION
+from routerd.serve.api import create_control_app
+from routerd.serve.ingest import Follower
+from routerd.serve.store import EventStore
+from routerd.serve.supervisor import Child
+from routerd.serve.supervisor import Supervisor
+from routerd.serve.supervisor import sd_notify
+from routerd.timefmt import rfc3339
+
+log = logging.getLogger("routerd.serve")
+STOP_DAEMONS_WITHIN = 5.0
+RECENT_EVENTS = 20
+
+
+class RouterdServe:
+    """Everything ``routerd serve`` runs."""
+
+    def __init__(
+        self,
+        plugins: PluginSet,
+        config_path: Path,
+        runtime_dir: Path,
+        state_dir: Path,
+        *,
+        log_dir: Path | None = None,
+        backoff_base: float = 1.0,
+        stable_after: float = 30.0,
+    ) -> None:
+        self.plugins = plugins
+        self.config_path = config_path
+        self.runtime_dir = runtime_dir
+        self.state_dir = state_dir
+        self.started_at = time.time()
+        self.generation = 0
+        self.config: RouterConfig | None = None
+        self.store = EventStore(state_dir / "routerd.db")
+        self.waiters = WaiterSlots(48)
+        self.followers: dict[str, Follower] = {}
+        self.supervisor = Supervisor(
+            config_path,
+            runtime_dir,
+            state_dir,
+            log_dir=log_dir,
+            backoff_base=backoff_base,
+            stable_after=stable_after,
+            on_started=self._follow,
+        )
+        self._reload_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self.servers: list[UnixServer] = []
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> None:
+        """Validate the config (raises ConfigError), start the store and the daemons."""
+        config = load_config(self.config_path, self.plugins)
+        self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        self.store.start()
+        self._apply(config)
+        self.supervisor.start()
+
+    def _follow(self, child: Child) -> None:
+        follower = self.followers.get(child.source)
+        if follower is not None and follower.is_alive():
+            return
+        follower = Follower(child.source, str(child.socket_path), child.res.daemon_kind, self.store)
+        self.followers[child.source] = follower
+        follower.start()
+
+    def _apply(self, config: RouterConfig) -> dict[str, list[str]]:
+        old = {r.ref: r for r in self.config.resources} if self.config else {}
+        new = {r.ref: r for r in config.resources}
+        result: dict[str, list[str]] = {
+            "started": [],
+            "stopped": [],
+            "reloaded": [],
+            "restarted": [],
+            "unchanged": [],
+        }
+        for ref in sorted(set(old) - set(new)):
+            res = old[ref]
+            follower = self.followers.get(f"{res.daemon_kind}/{res.name}")
+            if follower is not None:
+                follower.finish_when_gone = True
+            self.supervisor.remove(ref)
+            self.store.delete_resource(res.kind, res.name)
+            result["stopped"].append(ref)
+        self.config = config
+        self.generation += 1
+        for ref in sorted(new):
+            res = new[ref]
+            if ref not in old:
+                self.supervisor.add(res)
+                result["started"].append(ref)
+            elif old[ref].spec == res.spec:
+                result["unchanged"].append(ref)
+            else:
+                result[self._reload_child(res)].append(ref)
+        return result
+
+    def _reload_child(self, res: Any) -> str:
+        child = self.supervisor.children.get(res.ref)
+        if child is None or child.state != "Running":
+            self.supervisor.replace(res)
+            return "restarted"
+        failure = ""
+        try:
+            resp = UnixClient(str(child.socket_path), timeout=35).post("/v1/commands/reload")
+        except ClientError as exc:
+            resp, failure = None, str(exc)
+        if resp is not None and resp.status == 200:
+            child.res = res
+            return "reloaded"
+        why = resp.error_text() if resp is not None else failure
+        log.info("%s could not reload live (%s); restarting it", res.ref, why)
+        self.supervisor.replace(res)  # the kind cannot apply this change live
+        return "restarted"
+
+    def reload(self) -> dict[str, Any]:
+        with self._reload_lock:
+            try:
+                config = load_config(self.config_path, self.plugins)
+            except ConfigError as exc:
+                raise CommandRejected(
+                    "the config does not validate; nothing was changed: "
+                    + "; ".join(str(p) for p in exc.problems)
+                ) from None
+            result = self._apply(config)
+        log.info("reloaded config generation %d: %s", self.generation, result)
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "ReloadResult",
+            "generation": self.generation,
+            **result,
+        }
+
+    def serve(self, install_signals: bool = True) -> int:
+        main = UnixServer(create_control_app(self), self.runtime_dir / "routerd.sock", perms="660")
+        status = UnixServer(
+            create_control_app(self, read_only=True),
+            self.runtime_dir / "routerd-status.sock",
+            perms="666",
+        )
+        self.servers = [main, status]
+        self.start()
+        if install_signals:
+            signal.signal(
+                signal.SIGTERM, lambda *_: threading.Thread(target=self.stop, daemon=True).start()
+            )
+            signal.signal(
+                signal.SIGINT, lambda *_: threading.Thread(target=self.stop, daemon=True).start()
+            )
+            signal.signal(
+                signal.SIGHUP,
+                lambda *_: threading.Thread(target=self._reload_signal, daemon=True).start(),
+            )
+        thread = threading.Thread(target=status.run, name="status-socket", daemon=True)
+        thread.start()
+        sd_notify(
+            f"READY=1\nSTATUS=serving {len(self.supervisor.children)} daemons\nMAINPID={os.getpid()}"
+        )
+        log.info("routerd %s serving %s", __version__, main.path)
+        main.run()
+        thread.join(5)
+        return 0
+
+    def _reload_signal(self) -> None:
+        try:
+            self.reload()
+        except CommandRejected as exc:
+            log.error("reload refused: %s", exc.message)
+
+    def stop(self) -> None:
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        sd_notify("STOPPING=1")
+        self.supervisor.stop_all(STOP_DAEMONS_WITHIN)
+        for follower in self.followers.values():
+            follower.stop()
+        for server in self.servers:
+            server.graceful_stop()
+        self.store.close()
+
+    # -- API backend -----------------------------------------------------------
+    def router_status(self) -> dict[str, Any]:
+        phases = {r["kind"] + "/" + r["name"]: r for r in self.store.resources()}
+        daemons = []
+        for d in self.supervisor.snapshot():
+            key = f"{d['resource']['kind']}/{d['resource']['name']}"
+            row = phases.get(key)
+            d["phase"] = row["phase"] if row else "Pending"
+            d["since"] = row["since"] if row else None
+            daemons.append(d)
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "RouterStatus",
+            "version": __version__,
+            "pid": os.getpid(),
+            "startedAt": rfc3339(self.started_at),
+            "uptimeSeconds": round(time.time() - self.started_at, 3),
+            "config": {"path": str(self.config_path), "generation": self.generation},
+            "daemons": daemons,
+            "plugins": [r.to_dict() for r in self.plugins.records],
+            "store": {
+                "path": str(self.store.path),
+                "headId": str(self.store.head_id),
+                "inserted": self.store.inserted,
+                "duplicatesDropped": self.store.duplicates,
+                "writeErrors": self.store.write_errors,
+            },
+            "ingestion": {
+                f.source: {"batches": f.batches, "resets": f.resets, "lastError": f.last_error}
+                for f in self.followers.values()
+            },
+        }
+
+    def _item(
+        self, res: Any, row: dict[str, Any] | None, child: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        status = row["status"] if row else None
+        return {
+            "resource": {"apiVersion": res.api_version, "kind": res.kind, "name": res.name},
+            "daemonKind": res.daemon_kind,
+            "spec": res.spec.to_wire(),
+            "phase": row["phase"] if row else "Pending",
+            "since": row["since"] if row else None,
+            "conditions": status.get("conditions", []) if status else [],
+            "observed": status.get("observed", {}) if status else {},
+            "daemon": child,
+        }
+
+    def resource_items(self) -> list[dict[str, Any]]:
+        assert self.config is not None
+        rows = {r["kind"] + "/" + r["name"]: r for r in self.store.resources()}
+        children = {
+            f"{c['resource']['kind']}/{c['resource']['name']}": c
+            for c in self.supervisor.snapshot()
+        }
+        return [
+            self._item(res, rows.get(res.ref), children.get(res.ref))
+            for res in self.config.resources
+        ]
+
+    def resource_detail(self, kind: str, name: str) -> dict[str, Any] | None:
+        assert self.config is not None
+        res = next((r for r in self.config.resources if r.kind == kind and r.name == name), None)
+        if res is None:
+            return None
+        child = self.supervisor.children.get(res.ref)
+        item = self._item(res, self.store.resource(kind, name), child.to_dict() if child else None)
+        item["apiVersion"] = API_VERSION
+        item["kind"] = "Resource"
+        item["recentEvents"] = self.store.query(resource=(kind, name), limit=RECENT_EVENTS)
+        return item
+
+    def forward_command(
+        self, kind: str, name: str, command: str, args: dict[str, Any]
+    ) -> tuple[int, Any]:
+        key = f"{kind}/{name}"
+        child = self.supervisor.children.get(key)
+        if child is None:
+            return 404, {"title": "Unknown resource", "description": f"no resource {key}"}
+        if command == "start":
+            child = self.supervisor.start_child(key)
+            return 200, {
+                "apiVersion": "daemon.routerd.net/v1alpha1",
+                "kind": "CommandResult",
+                "command": "start",
+                "accepted": True,
+                "message": f"{key} is {child.state}",
+                "result": child.to_dict(),
+            }
+        if child.state == "Foreign":
+            return 409, {
+                "title": "Not managed",
+                "description": f"{child.socket_path} is served by a process routerd did not start",
+            }
+        if command == "stop":
+            child.expected_exit = True
+        try:
+            resp = UnixClient(str(child.socket_path), timeout=35).post(
+                f"/v1/commands/{command}", args or None
+            )
+        except ClientError as exc:
+            return 503, {
+                "title": "Daemon unavailable",
+                "description": f"{key} ({child.state}): {exc}",
+            }
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {
+                "title": "Bad daemon answer",
+                "description": resp.body[:200].decode("utf-8", "replace"),
+            }
+        return resp.status, body

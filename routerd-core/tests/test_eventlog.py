@@ -168,3 +168,21 @@ def test_restore_never_raises_on_garbage(
     event = log.append("t.a", reason="R")
     assert event.cursor == log.head >= 1
     log.close()
+
+
+def test_rotation_after_restart_keeps_oldest_right(tmp_path: Path) -> None:
+    log = make(tmp_path, ring_size=10, rotate_bytes=2000)
+    fill(log, 25)  # at least one rotation: ".1" exists
+    log.close()
+    again = make(tmp_path, ring_size=10, rotate_bytes=2000)
+    first_current = json.loads((tmp_path / "events.jsonl").read_text().splitlines()[0])["cursor"]
+    fill(again, 40)
+    assert again.oldest_retained >= int(first_current)
+    res = again.query(again.oldest_retained - 1)
+    assert res.reset is False and res.events[0].cursor == again.oldest_retained
+    on_disk = [
+        json.loads(x)["cursor"] for x in (tmp_path / "events.jsonl.1").read_text().splitlines()
+    ]
+    assert int(on_disk[0]) == again.oldest_retained, (
+        "oldest retained is the first line of the rotated file"
+    )

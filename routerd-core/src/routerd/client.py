@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import socket
+import stat
 from typing import Any
 from urllib.parse import quote
 from urllib.parse import urlencode
@@ -96,7 +97,12 @@ class UnixClient:
             ) from None
         except ConnectionRefusedError:
             sock.close()
-            raise DaemonUnavailable(f"{self.path}: connection refused (stale socket?)") from None
+            # Linux answers ECONNREFUSED for a regular file too.
+            if os.path.exists(self.path) and not stat.S_ISSOCK(os.stat(self.path).st_mode):
+                raise SocketNotFound(f"{self.path} is not a socket") from None
+            raise DaemonUnavailable(
+                f"{self.path}: connection refused (the daemon is not running or is stopping)"
+            ) from None
         except OSError as exc:
             sock.close()
             if exc.errno == errno.ENOTSOCK:

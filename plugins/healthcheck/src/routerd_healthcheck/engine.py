@@ -194,7 +194,11 @@ class HealthCheckEngine(DaemonEngine):
         if verdict == "Pending":
             status.set_phase("Pending", "Recovering", "probe runs again; waiting for a threshold")
             return
-        self._set_phase(verdict, "ThresholdMet", detail)
+        self._set_phase(
+            verdict,
+            "SuccessThresholdMet" if verdict == "Healthy" else "FailureThresholdMet",
+            detail,
+        )
         healthy = verdict == "Healthy"
         self.ctx.emit(
             TOPIC_HEALTHY if healthy else TOPIC_UNHEALTHY,
@@ -210,9 +214,7 @@ class HealthCheckEngine(DaemonEngine):
 
     def _set_phase(self, verdict: str, reason: str, detail: str) -> None:
         healthy = verdict == "Healthy"
-        self.ctx.status.set_condition(
-            "TargetReachable", healthy, "ThresholdMet" if reason != "Restored" else reason, detail
-        )
+        self.ctx.status.set_condition("TargetReachable", healthy, reason, detail)
         self.ctx.status.set_phase(verdict, reason, detail)
 
     # -- status and state ------------------------------------------------------

@@ -84,6 +84,7 @@ class EventLog:
         self._size = 0
         self.head = 0
         self.oldest_retained = 1  # cursor of the oldest event still readable
+        self._current_first: int | None = None  # first cursor in the current file
         self.torn_lines = 0
         self.restored = 0
         self.closed = False
@@ -99,12 +100,17 @@ class EventLog:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         first: int | None = None
+        rotated_last = 0
+        rotated = self.rotated_path
         for event in self._read_files(count_torn=True, truncate_tail=True):
             if first is None:
                 first = event.cursor
             self._ring.append(event)
             self.head = event.cursor
             self.restored += 1
+        if rotated is not None and rotated.exists():
+            rotated_last = next((e.cursor for e in reversed(list(self._read_one(rotated)))), 0)
+        self._current_first = next((e.cursor for e in self._ring if e.cursor > rotated_last), None)
         self.oldest_retained = first if first is not None else self.head + 1
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self._size = os.fstat(self._fd).st_size
@@ -153,7 +159,20 @@ class EventLog:
                 last = event.cursor
                 yield event
 
+    def _read_one(self, path: Path) -> Iterator[Event]:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return
+        for line in data.splitlines():
+            try:
+                yield Event.from_dict(json.loads(line))
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                continue
+
     def _rotate(self) -> None:
+        # The current file becomes ".1"; its first cursor is remembered, so
+        # rotation never re-reads megabytes while holding the lock.
         assert self.path is not None and self._fd is not None
         os.close(self._fd)
         rotated = self.rotated_path
@@ -161,8 +180,10 @@ class EventLog:
         os.replace(self.path, rotated)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self._size = 0
-        first = next(self._read_files(), None)
-        self.oldest_retained = first.cursor if first is not None else self.head + 1
+        self.oldest_retained = (
+            self._current_first if self._current_first is not None else self.head + 1
+        )
+        self._current_first = None
 
     # -- writing -------------------------------------------------------------
     def append(
@@ -184,6 +205,8 @@ class EventLog:
                 self._size += len(line)
             self.head = event.cursor
             self._ring.append(event)
+            if self._current_first is None:
+                self._current_first = event.cursor
             if self._fd is not None and self._size >= self.rotate_bytes:
                 try:
                     self._rotate()

@@ -27,12 +27,15 @@ from routerd.durations import parse_duration
 from routerd.errors import ClientError
 
 from routerctl import api
+from routerctl import router as rt
 from routerctl import views
 from routerctl.errors import CtlError
 from routerctl.errors import warn
 from routerctl.output import FORMATS
 from routerctl.output import StreamTable
+from routerctl.output import age
 from routerctl.output import dump
+from routerctl.output import render_table
 from routerctl.output import to_json
 from routerctl.output import to_yaml
 from routerctl.targets import Target
@@ -114,6 +117,16 @@ class TargetType(click.ParamType[Target]):
             self.fail(str(exc), param, ctx)
 
 
+def runtime_option(func: F) -> F:
+    return click.option(
+        "--runtime-dir",
+        metavar="DIR",
+        expose_value=False,
+        callback=_set_runtime_dir,
+        help="Where daemon sockets live. [default: $ROUTERD_RUNTIME_DIR or /run/routerd]",
+    )(func)
+
+
 def common_options(func: F) -> F:
     """``--runtime-dir`` and ``--timeout``, accepted before or after the subcommand."""
     func = click.option(
@@ -142,6 +155,7 @@ output_option = click.option(
     help="Output format.",
 )
 target_argument = click.argument("target", type=TargetType())
+optional_target = click.argument("target", type=TargetType(), required=False)
 
 
 # -- the lazy group --------------------------------------------------------------
@@ -291,13 +305,36 @@ def daemons(ctx: click.Context, output: str) -> None:
 
 
 # -- status ----------------------------------------------------------------------
-@main.command(context_settings=CONTEXT_SETTINGS, short_help="Show a daemon's status.")
-@target_argument
+def router_for(ctx: click.Context, default_timeout: float = REQUEST_TIMEOUT) -> rt.Router:
+    s = settings(ctx)
+    return rt.Router(s.runtime, s.timeout_or(default_timeout))
+
+
+@main.command(
+    context_settings=CONTEXT_SETTINGS, short_help="The router at a glance, or one daemon's status."
+)
+@optional_target
 @common_options
 @output_option
 @click.pass_context
-def status(ctx: click.Context, target: Target, output: str) -> None:
-    """Show a daemon's status: phase, conditions, observed state, the daemon."""
+def status(ctx: click.Context, target: Target | None, output: str) -> None:
+    """Without TARGET: every resource of routerd serve with its phase and key facts.
+
+    With <Kind>/<name>: that resource through routerd (as describe). With
+    <daemon-kind>/<resource> or a socket path: the daemon's own status.
+    """
+    if target is None:
+        r = router_for(ctx)
+        status_doc = r.get("status")
+        items = r.get("resources")["items"]
+        if output != "table":
+            click.echo(dump({"router": status_doc, "resources": items}, output))
+        else:
+            click.echo(rt.glance(status_doc, items, time.time()))
+        return
+    if target.via_router:
+        _describe(ctx, target, output)
+        return
     client = client_for(ctx, target, REQUEST_TIMEOUT)
     data = api.get_json(client, str(target), "/v1/status")
     if output != "table":
@@ -313,8 +350,8 @@ def _check_cursor(_ctx: click.Context, _param: click.Parameter, value: str | Non
     return value
 
 
-@main.command(context_settings=CONTEXT_SETTINGS, short_help="Show or follow a daemon's events.")
-@target_argument
+@main.command(context_settings=CONTEXT_SETTINGS, short_help="Show or follow events.")
+@optional_target
 @click.option(
     "--topic",
     "topics",
@@ -335,7 +372,7 @@ def _check_cursor(_ctx: click.Context, _param: click.Parameter, value: str | Non
 @click.pass_context
 def events(
     ctx: click.Context,
-    target: Target,
+    target: Target | None,
     topics: tuple[str, ...],
     since: str | None,
     limit: int | None,
@@ -343,10 +380,17 @@ def events(
     tail: bool,
     output: str,
 ) -> None:
-    """Show a daemon's events, oldest first; --follow waits for new ones.
+    """Show events, oldest first; --follow waits for new ones.
 
+    Without TARGET: every resource's events from routerd's store; with
+    <Kind>/<name>: that resource's, from the store; with
+    <daemon-kind>/<resource> or a socket path: the daemon's own log.
     With --follow and -o json, one JSON object per line (JSON Lines).
     """
+    if target is None or target.via_router:
+        resource = f"{target.kind}/{target.name}" if target is not None else None
+        _router_events(ctx, resource, topics, since, limit, follow, tail, output)
+        return
     client = client_for(ctx, target, REQUEST_TIMEOUT)
     timeout = client.timeout
     label = str(target)
@@ -507,8 +551,13 @@ arg_option = click.option(
 def run_command(
     ctx: click.Context, target: Target, name: str, args: dict[str, Any], output: str
 ) -> dict[str, Any]:
-    client = client_for(ctx, target, COMMAND_TIMEOUT)
-    result = api.post_command(client, str(target), name, args, timeout=client.timeout)
+    if target.via_router:
+        result = router_for(ctx, COMMAND_TIMEOUT).post(
+            f"resources/{target.kind}/{target.name}/commands/{name}", args or None
+        )
+    else:
+        client = client_for(ctx, target, COMMAND_TIMEOUT)
+        result = api.post_command(client, str(target), name, args, timeout=client.timeout)
     accepted = result.get("accepted", True) is not False
     message = str(result.get("message") or "")
     if output != "table":
@@ -539,11 +588,32 @@ _command(
     "PPPoE reconnect) and print its result.",
     "Run the daemon's active operation now (renew, probe).",
 )
-_command(
-    "reload",
-    "Make the daemon re-read its configuration file and apply what changed.",
-    "Make the daemon re-read its configuration file.",
+
+
+@main.command(
+    context_settings=CONTEXT_SETTINGS, short_help="Re-read the config (routerd, or one daemon)."
 )
+@optional_target
+@arg_option
+@common_options
+@output_option
+@click.pass_context
+def reload(ctx: click.Context, target: Target | None, args: dict[str, Any], output: str) -> None:
+    """Without TARGET: routerd serve re-reads its config, starts new resources,
+    stops removed ones and reloads changed ones. With a TARGET: that daemon
+    re-reads its configuration file and applies what changed.
+    """
+    if target is not None:
+        run_command(ctx, target, "reload", args, output)
+        return
+    result = router_for(ctx, COMMAND_TIMEOUT).post("reload")
+    if output != "table":
+        click.echo(dump(result, output))
+        return
+    click.echo(f"config generation {result.get('generation')}")
+    for key in ("started", "stopped", "reloaded", "restarted"):
+        if result.get(key):
+            click.echo(f"  {key}: {', '.join(result[key])}")
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
@@ -561,7 +631,13 @@ _command(
 def stop(ctx: click.Context, target: Target, args: dict[str, Any], wait: bool, output: str) -> None:
     """Stop the daemon gracefully (protocol teardown, then exit)."""
     run_command(ctx, target, "stop", args, output)
-    if wait:
+    if wait and target.via_router:
+        limit = settings(ctx).timeout_or(STOP_WAIT)
+        if not _wait_router_state(ctx, target, "Stopped", limit):
+            raise CtlError(
+                f"{target}: the daemon accepted stop but is not Stopped after {limit:g} s"
+            )
+    elif wait:
         path = target.socket_path(settings(ctx).runtime)
         limit = settings(ctx).timeout_or(STOP_WAIT)
         if not _wait_gone(path, limit):
@@ -599,6 +675,227 @@ def command_(
     if not _COMMAND_NAME.match(name):
         raise click.BadParameter(f"{name!r} is not a command name", param_hint="'NAME'")
     run_command(ctx, target, name, args, output)
+
+
+# -- routerd serve: get, describe, wait -------------------------------------------
+def _router_events(
+    ctx: click.Context,
+    resource: str | None,
+    topics: tuple[str, ...],
+    since: str | None,
+    limit: int | None,
+    follow: bool,
+    tail: bool,
+    output: str,
+) -> None:
+    r = router_for(ctx)
+    if (tail or follow) and since is None:
+        since = str(r.events(since=None, topics=(), resource=None, limit=1)["cursor"])
+        if tail and not follow:
+            click.echo(since if output == "table" else dump({"cursor": since}, output))
+            return
+    if not follow:
+        body = r.events(since=since, topics=topics, resource=resource, limit=limit)
+        items = body["items"] if since is not None else list(reversed(body["items"]))
+        if output != "table":
+            click.echo(dump({"cursor": body["cursor"], "items": items}, output))
+        elif items:
+            click.echo(rt.events_table(items))
+        else:
+            click.echo("No events.", err=True)
+        return
+    table = StreamTable(rt.EVENT_HEADERS, sys.stdout, (4, 24, 20, 36, 8, 0))
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:
+        previous = None
+    try:
+        while True:
+            body = r.events(
+                since=since, topics=topics, resource=resource, limit=limit, wait=api.FOLLOW_WAIT
+            )
+            items = body["items"]
+            if items:
+                if output == "table":
+                    table.write([rt.event_row(e) for e in items])
+                else:
+                    _print_batch(items, output, table)
+            since = str(body["cursor"])
+    except (KeyboardInterrupt, _Stop):
+        return
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+@main.group(context_settings=CONTEXT_SETTINGS)
+def get() -> None:
+    """List routerd serve's resources, events or daemons."""
+
+
+@get.command("resources", context_settings=CONTEXT_SETTINGS)
+@common_options
+@output_option
+@click.pass_context
+def get_resources(ctx: click.Context, output: str) -> None:
+    """Every configured resource: phase, since, daemon state, key facts."""
+    items = router_for(ctx).get("resources")["items"]
+    click.echo(dump(items, output) if output != "table" else rt.resources_table(items, time.time()))
+
+
+@get.command("events", context_settings=CONTEXT_SETTINGS)
+@click.option("--topic", "topics", multiple=True, metavar="GLOB", help="Topic glob; repeat for OR.")
+@click.option("--resource", metavar="KIND/NAME", help="Only this resource's events.")
+@click.option("--since", metavar="ID", callback=_check_cursor, help="Only events after this id.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@common_options
+@output_option
+@click.pass_context
+def get_events(
+    ctx: click.Context,
+    topics: tuple[str, ...],
+    resource: str | None,
+    since: str | None,
+    limit: int,
+    output: str,
+) -> None:
+    """Stored events, oldest first (the newest LIMIT without --since)."""
+    _router_events(ctx, resource, topics, since, limit, False, False, output)
+
+
+@get.command("daemons", context_settings=CONTEXT_SETTINGS)
+@common_options
+@output_option
+@click.pass_context
+def get_daemons(ctx: click.Context, output: str) -> None:
+    """The daemons routerd supervises: state, pid, restarts, phase."""
+    daemons_ = router_for(ctx).get("status")["daemons"]
+    if output != "table":
+        click.echo(dump(daemons_, output))
+        return
+    now = time.time()
+    rows = [
+        [
+            f"{d['resource']['kind']}/{d['resource']['name']}",
+            d.get("daemonKind"),
+            d.get("state"),
+            d.get("pid"),
+            d.get("restarts"),
+            d.get("phase"),
+            age(d.get("since"), now) if d.get("since") else "-",
+        ]
+        for d in daemons_
+    ]
+    click.echo(
+        render_table(
+            ("RESOURCE", "DAEMON KIND", "STATE", "PID", "RESTARTS", "PHASE", "SINCE"), rows
+        )
+    )
+
+
+def _describe(ctx: click.Context, target: Target, output: str) -> None:
+    item = router_for(ctx).get(f"resources/{target.kind}/{target.name}")
+    click.echo(dump(item, output) if output != "table" else rt.describe_page(item, time.time()))
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@target_argument
+@common_options
+@output_option
+@click.pass_context
+def describe(ctx: click.Context, target: Target, output: str) -> None:
+    """One resource of routerd serve (<Kind>/<name>): spec, phase, conditions, observed, recent events."""
+    if not target.via_router:
+        raise click.BadParameter(
+            "describe takes <Kind>/<name>, e.g. DHCPv4Client/wan", param_hint="'TARGET'"
+        )
+    _describe(ctx, target, output)
+
+
+def _parse_for(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, str]:
+    key, sep, wanted = value.partition("=")
+    if not sep or key not in ("phase", "condition") or not wanted:
+        raise click.BadParameter("use phase=<Phase> or condition=<Type>")
+    return key, wanted
+
+
+def _router_state(ctx: click.Context, target: Target) -> dict[str, Any]:
+    return router_for(ctx).get(f"resources/{target.kind}/{target.name}")
+
+
+def _holds(item: dict[str, Any], key: str, wanted: str) -> bool:
+    if key == "phase":
+        return bool(item.get("phase") == wanted)
+    return any(
+        c.get("type") == wanted and c.get("status") == "True" for c in item.get("conditions") or []
+    )
+
+
+def _wait_router_state(ctx: click.Context, target: Target, state: str, limit: float) -> bool:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        daemons_ = router_for(ctx).get("status")["daemons"]
+        if any(
+            d["resource"] == {"kind": target.kind, "name": target.name} and d["state"] == state
+            for d in daemons_
+        ):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@target_argument
+@click.option(
+    "--for", "condition", required=True, callback=_parse_for, metavar="phase=P|condition=T"
+)
+@click.option(
+    "--timeout",
+    "wait_timeout",
+    type=DurationType(),
+    default="60s",
+    show_default=True,
+    help="How long to wait.",
+)
+@runtime_option
+@click.pass_context
+def wait(
+    ctx: click.Context, target: Target, condition: tuple[str, str], wait_timeout: float
+) -> None:
+    """Return as soon as <Kind>/<name> has the phase (or the True condition); exit 1 on timeout.
+
+    Follows the resource's events with long-polls, so it returns at once
+    when the phase changes rather than at the next poll.
+    """
+    if not target.via_router:
+        raise click.BadParameter(
+            "wait takes <Kind>/<name>, e.g. DHCPv4Client/wan", param_hint="'TARGET'"
+        )
+    key, wanted = condition
+    r = router_for(ctx)
+    deadline = time.monotonic() + wait_timeout
+    cursor = str(r.events(since=None, topics=(), resource=None, limit=1)["cursor"])
+    resource = f"{target.kind}/{target.name}"
+    while True:
+        item = _router_state(ctx, target)
+        if _holds(item, key, wanted):
+            click.echo(f"{resource}: {key} {wanted}")
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise CtlError(
+                f"{resource}: timed out after {wait_timeout:g} s waiting for {key}={wanted} "
+                f"(phase is {item.get('phase')})"
+            )
+        # routerd refreshes a resource's status when its phase changes: wake on those events.
+        body = r.events(
+            since=cursor,
+            topics=("routerd.resource.phase.changed", "routerd.daemon.lifecycle.*"),
+            resource=resource,
+            limit=100,
+            wait=min(remaining, 5.0),
+        )
+        cursor = str(body["cursor"])
 
 
 # -- plugins ---------------------------------------------------------------------

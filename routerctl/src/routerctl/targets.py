@@ -29,6 +29,12 @@ class Target:
     daemon_kind: str | None = None
     resource: str | None = None
     path: str | None = None
+    kind: str | None = None  # a routerd resource, <Kind>/<name>: through routerd serve
+    name: str | None = None
+
+    @property
+    def via_router(self) -> bool:
+        return self.kind is not None
 
     def socket_path(self, runtime_dir: str) -> str:
         if self.path is not None:
@@ -56,9 +62,12 @@ def parse_target(text: str) -> Target:
     match = _TARGET.match(text)
     if match is None:
         raise ValueError(
-            f"{text!r} is neither <daemon-kind>/<resource> (e.g. healthcheck/internet) "
+            f"{text!r} is neither <Kind>/<name> (e.g. HealthCheck/internet, through routerd), "
+            "<daemon-kind>/<resource> (e.g. healthcheck/internet) "
             "nor the path of a socket (e.g. /run/routerd/healthcheck/internet.sock)"
         )
+    if match.group(1)[0].isupper():  # resource kinds are CamelCase, daemon kinds lower-case
+        return Target(text, kind=match.group(1), name=match.group(2))
     return Target(text, daemon_kind=match.group(1), resource=match.group(2))
 
 

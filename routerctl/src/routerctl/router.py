@@ -1,0 +1,190 @@
+"""routerctl on top of ``routerd serve``: the router at a glance, resources, events, commands.
+
+Reads go to the GET-only ``routerd-status.sock`` (0666: any user may look),
+commands to ``routerd.sock`` (0660). Resources are named ``<Kind>/<name>``
+(``DHCPv4Client/wan``); daemons keep ``<daemon-kind>/<resource>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from collections.abc import Sequence
+import os
+import time
+from typing import Any
+
+from routerd.client import UnixClient
+from routerd.errors import ClientError
+from routerd.errors import SocketNotFound
+
+from routerctl import api
+from routerctl.errors import CtlError
+from routerctl.output import age
+from routerctl.output import compact
+from routerctl.output import render_table
+from routerctl.output import short_time
+
+PREFIX = "/api/control.routerd.net/v1alpha1"
+MAIN_SOCKET = "routerd.sock"
+STATUS_SOCKET = "routerd-status.sock"
+RESOURCE_HEADERS = ("RESOURCE", "PHASE", "SINCE", "DAEMON", "RESTARTS", "FACTS")
+EVENT_HEADERS = ("ID", "TIME", "RESOURCE", "TOPIC", "SEVERITY", "MESSAGE")
+
+
+class Router:
+    """Requests to routerd's control API."""
+
+    def __init__(self, runtime_dir: str, timeout: float) -> None:
+        self.read = UnixClient(os.path.join(runtime_dir, STATUS_SOCKET), timeout=timeout)
+        self.write = UnixClient(os.path.join(runtime_dir, MAIN_SOCKET), timeout=timeout)
+
+    def _fail(self, client: UnixClient, exc: ClientError) -> CtlError:
+        if isinstance(exc, SocketNotFound) and not os.path.exists(client.path):
+            return CtlError(f"routerd serve is not running (no socket at {client.path})")
+        return api.client_error(client, exc)
+
+    def get(self, path: str, *, timeout: float | None = None, **query: Any) -> dict[str, Any]:
+        try:
+            resp = self.read.get(f"{PREFIX}/{path}", timeout=timeout, **query)
+        except ClientError as exc:
+            raise self._fail(self.read, exc) from None
+        return api.json_body("routerd", resp)
+
+    def post(self, path: str, body: Any = None) -> dict[str, Any]:
+        try:
+            resp = self.write.post(f"{PREFIX}/{path}", body)
+        except ClientError as exc:
+            raise self._fail(self.write, exc) from None
+        return api.json_body("routerd", resp)
+
+    def events(
+        self,
+        *,
+        since: str | None,
+        topics: Sequence[str],
+        resource: str | None,
+        limit: int | None,
+        wait: float | None = None,
+    ) -> dict[str, Any]:
+        query: dict[str, Any] = {
+            "since": since,
+            "topic": list(topics) or None,
+            "resource": resource,
+            "limit": limit,
+            "wait": f"{wait:g}s" if wait else None,
+        }
+        timeout = self.read.timeout + (wait or 0.0)
+        while True:
+            try:
+                resp = self.read.get(f"{PREFIX}/events", timeout=timeout, **query)
+            except ClientError as exc:
+                raise self._fail(self.read, exc) from None
+            if resp.status == 429:
+                time.sleep(api.retry_after(resp))
+                continue
+            return api.json_body("routerd", resp)
+
+
+def key_facts(item: Mapping[str, Any]) -> str:
+    """The one line that says what a resource has: an address, a prefix, a verdict."""
+    observed = item.get("observed") or {}
+    if not isinstance(observed, Mapping):
+        return ""
+    facts: list[str] = []
+    if observed.get("address"):
+        facts.append(str(observed["address"]))
+    prefixes = observed.get("prefixes")
+    if isinstance(prefixes, list):
+        facts.extend(
+            str(p.get("prefix")) for p in prefixes if isinstance(p, Mapping) and p.get("prefix")
+        )
+    if observed.get("routers"):
+        routers = observed["routers"]
+        facts.append(
+            "via " + (", ".join(map(str, routers)) if isinstance(routers, list) else str(routers))
+        )
+    if "verdict" in observed and observed.get("target"):
+        latency = observed.get("lastLatencyMs")
+        facts.append(
+            f"{observed.get('protocol')} {observed['target']}"
+            + (f" {latency} ms" if latency is not None else "")
+        )
+    if observed.get("state") and not facts:
+        facts.append(str(observed["state"]))
+    return compact(", ".join(facts), 70) if facts else ""
+
+
+def resources_table(items: Sequence[Mapping[str, Any]], now: float) -> str:
+    rows = []
+    for item in items:
+        ref = item.get("resource") or {}
+        daemon = item.get("daemon") or {}
+        rows.append(
+            [
+                f"{ref.get('kind')}/{ref.get('name')}",
+                item.get("phase"),
+                age(item.get("since"), now) if item.get("since") else "-",
+                daemon.get("state") if isinstance(daemon, Mapping) else "-",
+                daemon.get("restarts") if isinstance(daemon, Mapping) else "-",
+                key_facts(item),
+            ]
+        )
+    return render_table(RESOURCE_HEADERS, rows)
+
+
+def glance(status: Mapping[str, Any], items: Sequence[Mapping[str, Any]], now: float) -> str:
+    config = status.get("config") or {}
+    head = (
+        f"routerd {status.get('version')}  pid {status.get('pid')}  "
+        f"up {age(status.get('startedAt'), now)}  config generation {config.get('generation')}  "
+        f"({config.get('path')})"
+    )
+    return head + "\n\n" + (resources_table(items, now) if items else "No resources configured.")
+
+
+def event_row(e: Mapping[str, Any]) -> list[object]:
+    attrs = e.get("attributes") or {}
+    owner = f"{attrs.get('resource.kind', '')}/{attrs.get('resource.name', '')}".strip("/")
+    return [
+        e.get("id"),
+        short_time(e.get("time")),
+        owner or e.get("source"),
+        e.get("topic"),
+        e.get("severity"),
+        compact(e.get("message"), 80),
+    ]
+
+
+def events_table(events: Sequence[Mapping[str, Any]]) -> str:
+    return render_table(EVENT_HEADERS, [event_row(e) for e in events])
+
+
+def describe_page(item: Mapping[str, Any], now: float) -> str:
+    ref = item.get("resource") or {}
+    daemon = item.get("daemon") or {}
+    lines = [
+        f"Resource:   {ref.get('kind')}/{ref.get('name')} ({ref.get('apiVersion')})",
+        f"Phase:      {item.get('phase')} since {short_time(item.get('since'))} ({age(item.get('since'), now)} ago)",
+        f"Daemon:     {item.get('daemonKind')} {daemon.get('state')} pid {daemon.get('pid')} "
+        f"restarts {daemon.get('restarts')}",
+        "Spec:",
+    ]
+    lines += [f"  {k}: {compact(v)}" for k, v in (item.get("spec") or {}).items()]
+    conditions = item.get("conditions") or []
+    lines.append("Conditions:")
+    if conditions:
+        table = render_table(
+            ("TYPE", "STATUS", "REASON", "MESSAGE"),
+            [
+                [c.get("type"), c.get("status"), c.get("reason"), compact(c.get("message"), 70)]
+                for c in conditions
+            ],
+        )
+        lines += ["  " + line for line in table.splitlines()]
+    lines.append("Observed:")
+    lines += [f"  {k}: {compact(v)}" for k, v in (item.get("observed") or {}).items()]
+    recent = item.get("recentEvents") or []
+    lines.append("Recent events:")
+    if recent:
+        lines += ["  " + line for line in events_table(list(reversed(recent))).splitlines()]
+    return "\n".join(lines)

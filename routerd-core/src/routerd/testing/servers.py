@@ -829,7 +829,11 @@ class KeaDhcp6(_Kea):
             search = ", ".join(self.domain_search)
             options.append({"name": "domain-search", "data": search})
         if self.preference is not None:
-            options.append({"name": "preference", "data": str(self.preference)})
+            # Kea sends option-data only when the client's ORO asks for it, and
+            # clients do not request Preference (RFC 9915 §21.8): always-send.
+            options.append(
+                {"name": "preference", "data": str(self.preference), "always-send": True}
+            )
         subnet: dict[str, Any] = {
             "id": 1,
             "subnet": str(ipaddress.ip_network(self.subnet)),

@@ -1,11 +1,12 @@
-"""`make demo`: a namespace lab with real servers and routerd health checks.
+"""`make demo`: routerd serve running a small router in a namespace lab with real servers.
 
-Builds two network namespaces joined by a veth pair: `router` (where the
-routerd daemons run) and `upstream` (dnsmasq answering DNS, an HTTP server,
-ICMP). Starts one healthcheck daemon per probe kind, shows them going
-Healthy through routerctl, makes an outage with an nftables drop rule in the
-upstream namespace, shows them Unhealthy, lifts it, shows them Healthy
-again, then tears everything down. `--hold` keeps the lab up until Ctrl-C.
+Three network namespaces: `isp` runs Kea DHCPv4, Kea DHCPv6 (prefix
+delegation), dnsmasq (DNS) and an HTTP server; `router` runs `routerd serve`
+with a DHCPv4 client and a DHCPv6 prefix-delegation client on wan0 and three
+health checks; `lan` is a host behind the router's lan0. The demo shows the
+router through routerctl, makes an outage with an nftables drop rule in the
+ISP namespace, lifts it, and tears everything down. `--hold` keeps the lab up
+until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -17,40 +18,67 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
-from routerd.testing.daemon import DaemonProcess
 from routerd.testing.daemon import resource
 from routerd.testing.daemon import router_config
 from routerd.testing.daemon import write_config
 from routerd.testing.netns import Lab
+from routerd.testing.serve import ServeProcess
 from routerd.testing.servers import Dnsmasq
+from routerd.testing.servers import KeaDhcp4
+from routerd.testing.servers import KeaDhcp6
 
 VENV_BIN = Path(sys.executable).parent
-CHECKS = [
-    resource(
-        "HealthCheck",
-        "upstream-icmp",
-        {"protocol": "icmp", "target": "192.0.2.1", "sourceInterface": "wan0"},
-    ),
-    resource("HealthCheck", "upstream-icmp6", {"protocol": "icmp", "target": "2001:db8:f::1"}),
-    resource(
-        "HealthCheck", "upstream-tcp", {"protocol": "tcp", "target": "192.0.2.1", "port": 8080}
-    ),
-    resource(
-        "HealthCheck",
-        "upstream-http",
-        {"protocol": "http", "target": "192.0.2.1", "port": 8080, "expectStatus": "2xx"},
-    ),
-    resource(
-        "HealthCheck",
-        "upstream-dns",
-        {"protocol": "dns", "target": "192.0.2.1", "dnsName": "www.lab.test"},
-    ),
-]
-for check in CHECKS:
-    check["spec"].update(
-        {"interval": "1s", "timeout": "500ms", "healthyThreshold": 2, "unhealthyThreshold": 3}
-    )
+CHECK_TIMING = {
+    "interval": "1s",
+    "timeout": "500ms",
+    "healthyThreshold": 2,
+    "unhealthyThreshold": 3,
+}
+
+
+def resources(dns_file: Path) -> list[dict[str, Any]]:
+    return [
+        resource(
+            "DHCPv4Client",
+            "wan",
+            {
+                "interface": "wan0",
+                "hostname": "demo-router",
+                "routeMetric": 100,
+                "dnsFile": str(dns_file),
+            },
+        ),
+        resource(
+            "DHCPv6PrefixDelegation",
+            "wan-pd",
+            {
+                "interface": "wan0",
+                "prefixLength": 60,
+                "downstream": [{"interface": "lan0", "subnetId": 1}],
+            },
+        ),
+        resource(
+            "HealthCheck", "isp-ping", {"protocol": "icmp", "target": "192.0.2.1", **CHECK_TIMING}
+        ),
+        resource(
+            "HealthCheck",
+            "isp-dns",
+            {"protocol": "dns", "target": "192.0.2.1", "dnsName": "www.lab.test", **CHECK_TIMING},
+        ),
+        resource(
+            "HealthCheck",
+            "isp-web",
+            {
+                "protocol": "http",
+                "target": "192.0.2.1",
+                "port": 8080,
+                "expectStatus": "2xx",
+                **CHECK_TIMING,
+            },
+        ),
+    ]
 
 
 def banner(text: str) -> None:
@@ -62,11 +90,21 @@ def routerctl(runtime: Path, *args: str) -> None:
     subprocess.run([str(VENV_BIN / "routerctl"), "--runtime-dir", str(runtime), *args], check=False)
 
 
-def wait_all(daemons: list[DaemonProcess], phase: str) -> float:
-    t0 = time.monotonic()
-    for d in daemons:
-        d.wait_for_phase(phase, timeout=30)
-    return time.monotonic() - t0
+def wait_for(runtime: Path, target: str, phase: str, timeout: str = "60s") -> None:
+    subprocess.run(
+        [
+            str(VENV_BIN / "routerctl"),
+            "--runtime-dir",
+            str(runtime),
+            "wait",
+            target,
+            "--for",
+            f"phase={phase}",
+            "--timeout",
+            timeout,
+        ],
+        check=True,
+    )
 
 
 def main() -> int:
@@ -78,78 +116,102 @@ def main() -> int:
         return 1
     with tempfile.TemporaryDirectory(prefix="routerd-demo-") as tmp, Lab() as lab:
         base = Path(tmp)
-        runtime, state = base / "run", base / "state"
-        banner("building the lab: namespaces router <-> upstream (veth wan0/up0)")
-        router, upstream = lab.netns("rdt-r"), lab.netns("rdt-u")
-        lab.veth(router, "wan0", upstream, "up0")
-        router.addr_add("wan0", "192.0.2.2/24")
-        router.addr_add("wan0", "2001:db8:f::2/64")
-        upstream.addr_add("up0", "192.0.2.1/24")
-        upstream.addr_add("up0", "2001:db8:f::1/64")
+        banner("building the lab: isp <-> router <-> lan (veth pairs)")
+        isp, router, lan = lab.netns("rdt-isp"), lab.netns("rdt-rtr"), lab.netns("rdt-lan")
+        lab.veth(router, "wan0", isp, "isp0")
+        lab.veth(router, "lan0", lan, "eth0")
+        isp.addr_add("isp0", "192.0.2.1/24")
+        isp.addr_add("isp0", "2001:db8:1::1/64")
+        isp.wait_for_link_local("isp0")
+        router.wait_for_link_local("wan0")
+        KeaDhcp4(
+            isp, "isp0", base / "kea4", valid_lifetime=600, router="192.0.2.1", dns=("192.0.2.1",)
+        ).start()
+        KeaDhcp6(
+            isp,
+            "isp0",
+            base / "kea6",
+            pd_pool=("2001:db8:100::", 48, 60),
+            preferred_lifetime=300,
+            valid_lifetime=600,
+        ).start()
         Dnsmasq(
-            upstream, "up0", base / "dnsmasq", dhcp=False, dns_records={"www.lab.test": "192.0.2.1"}
+            isp, "isp0", base / "dnsmasq", dhcp=False, dns_records={"www.lab.test": "192.0.2.1"}
         ).start()
         http = lab.spawn(
-            upstream,
+            isp,
             [sys.executable, "-u", "-m", "http.server", "8080", "--bind", "::"],
             base / "http.log",
         )
         http.wait_for_log("Serving HTTP", timeout=10)
         print(
-            f"router={router.name} upstream={upstream.name}; dnsmasq and an HTTP server run upstream"
+            f"isp={isp.name}: Kea DHCPv4 192.0.2.0/24, Kea DHCPv6 PD 2001:db8:100::/48 -> /60, DNS, HTTP"
         )
+        print(f"router={router.name} (wan0, lan0), lan={lan.name}")
 
-        config = write_config(base / "router.yaml", router_config(*CHECKS, name="demo"))
-        banner(f"starting {len(CHECKS)} healthcheck daemons in the router namespace ({config})")
-        daemons = []
-        for check in CHECKS:
-            d = DaemonProcess(
-                daemon_kind="healthcheck",
-                resource=check["metadata"]["name"],
-                config_path=config,
-                runtime_dir=runtime,
-                state_dir=state,
-                log_path=base / f"{check['metadata']['name']}.log",
-                netns=router.name,
+        config = write_config(
+            base / "router.yaml", router_config(*resources(base / "resolv.conf"), name="demo")
+        )
+        banner(f"routerd serve --config {config} (in the router namespace)")
+        serve = ServeProcess(
+            config, base / "run", base / "state", base / "serve.log", netns=router.name
+        )
+        serve.start()
+        lab.add_cleanup(serve.stop)
+        runtime = serve.runtime_dir
+        t0 = time.monotonic()
+        wait_for(runtime, "DHCPv4Client/wan", "Applied")
+        wait_for(runtime, "DHCPv6PrefixDelegation/wan-pd", "Applied")
+        for name in ("isp-ping", "isp-dns", "isp-web"):
+            wait_for(runtime, f"HealthCheck/{name}", "Healthy")
+        banner(f"the router is up after {time.monotonic() - t0:.1f} s")
+        routerctl(runtime, "status")
+        print(
+            f"\n{router.name}: "
+            + ", ".join(a["local"] + "/" + str(a["prefixlen"]) for a in router.addresses("wan0", 4))
+        )
+        print(
+            f"{router.name} lan0: "
+            + ", ".join(
+                a["local"] + "/" + str(a["prefixlen"])
+                for a in router.addresses("lan0", 6)
+                if a.get("scope") == "global"
             )
-            daemons.append(d.start())
-        lab.add_cleanup(lambda: [d.stop() for d in daemons])
-        took = wait_all(daemons, "Healthy")
-        banner(f"all Healthy after {took:.1f} s")
-        routerctl(runtime, "daemons")
-        routerctl(runtime, "status", "healthcheck/upstream-http")
+        )
+        print(f"resolv.conf written by the DHCPv4 client:\n{(base / 'resolv.conf').read_text()}")
+        routerctl(runtime, "describe", "DHCPv6PrefixDelegation/wan-pd")
 
-        banner("outage: nftables drops everything in the upstream namespace")
-        heads = {d.resource: d.head() for d in daemons}
-        upstream.nft_block()
-        took = wait_all(daemons, "Unhealthy")
-        banner(f"all Unhealthy {took:.1f} s later (3 failed probes at 1 s intervals)")
-        routerctl(runtime, "daemons")
+        banner("outage: nftables drops ICMP, DNS and HTTP in the ISP namespace")
+        head = serve.events(limit=1)["cursor"]
+        isp.nft_block(proto="icmp")
+        isp.nft_block(dport=53)
+        isp.nft_block(proto="tcp", dport=8080)
+        t0 = time.monotonic()
+        for name in ("isp-ping", "isp-dns", "isp-web"):
+            wait_for(runtime, f"HealthCheck/{name}", "Unhealthy")
+        banner(
+            f"all checks Unhealthy {time.monotonic() - t0:.1f} s later; the leases are untouched"
+        )
+        routerctl(runtime, "status")
         routerctl(
-            runtime,
-            "events",
-            "healthcheck/upstream-dns",
-            "--topic",
-            "routerd.healthcheck.state.*",
-            "--since",
-            str(heads["upstream-dns"]),
+            runtime, "get", "events", "--since", str(head), "--topic", "routerd.healthcheck.state.*"
         )
 
         banner("outage lifted")
-        upstream.nft_unblock()
-        took = wait_all(daemons, "Healthy")
-        banner(f"all Healthy again {took:.1f} s later")
-        routerctl(runtime, "daemons")
+        isp.nft_unblock()
+        t0 = time.monotonic()
+        for name in ("isp-ping", "isp-dns", "isp-web"):
+            wait_for(runtime, f"HealthCheck/{name}", "Healthy")
+        banner(f"all Healthy again {time.monotonic() - t0:.1f} s later")
+        routerctl(runtime, "status")
         if args.hold:
-            banner(
-                f"holding; try: .venv/bin/routerctl --runtime-dir {runtime} events healthcheck/upstream-tcp --follow"
-            )
+            banner(f"holding; try: .venv/bin/routerctl --runtime-dir {runtime} events --follow")
             try:
                 while True:
                     time.sleep(3600)
             except KeyboardInterrupt:
                 pass
-        banner("stopping the daemons and removing the lab")
+        banner("stopping routerd serve (DHCP release where configured) and removing the lab")
     print("demo finished: every namespace and process was removed")
     return 0
 

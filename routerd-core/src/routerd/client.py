@@ -98,7 +98,11 @@ class UnixClient:
         except ConnectionRefusedError:
             sock.close()
             # Linux answers ECONNREFUSED for a regular file too.
-            if os.path.exists(self.path) and not stat.S_ISSOCK(os.stat(self.path).st_mode):
+            try:
+                mode = os.stat(self.path).st_mode
+            except OSError:  # removed meanwhile (a daemon replacing a stale socket)
+                mode = stat.S_IFSOCK
+            if not stat.S_ISSOCK(mode):
                 raise SocketNotFound(f"{self.path} is not a socket") from None
             raise DaemonUnavailable(
                 f"{self.path}: connection refused (the daemon is not running or is stopping)"

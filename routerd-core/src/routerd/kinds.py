@@ -29,8 +29,9 @@ class DaemonKind:
     :ivar kind: resource kind served, e.g. ``DHCPv4Client``.
     :ivar spec_model: pydantic model (subclass of :class:`routerd.config.SpecModel`)
         that validates the resource's ``spec``.
-    :ivar factory: builds the engine for one resource; called once per process
-        with the validated spec, before the engine thread starts.
+    :ivar factory: builds the engine for one resource; called once per process,
+        on the engine thread, with the daemon context (``ctx.spec`` is the
+        validated spec), just before ``engine.start(ctx)``.
     :ivar commands: extra commands beyond ``reload``, ``renew`` and ``stop``,
         name to one-line description (e.g. ``{"release": "release the lease"}``).
     :ivar api_version: the resource ``apiVersion``.

@@ -113,7 +113,9 @@ class HealthCheckEngine(DaemonEngine):
     # -- probing ---------------------------------------------------------------
     def _identity(self, spec: HealthCheckSpec | None = None) -> str:
         s = spec or self.spec
-        return f"{s.protocol}://{s.target}:{s.effective_port or ''}{s.path if s.protocol.startswith('http') else ''}"
+        port = f":{s.effective_port}" if s.effective_port is not None else ""
+        path = s.path if s.protocol.startswith("http") else ""
+        return f"{s.protocol}://{s.target}{port}{path}"
 
     def _schedule(self, delay: float) -> None:
         if self.stopped:

@@ -74,8 +74,10 @@ class DaemonConformance:
 
     @pytest.fixture
     def daemon(
-        self, routerd_daemon: DaemonFactory, conformance_target: ConformanceTarget
+        self, conformance_target: ConformanceTarget, routerd_daemon: DaemonFactory
     ) -> DaemonProcess:
+        # conformance_target first: its lab (servers, namespaces) is torn
+        # down after the daemon has stopped gracefully, not before.
         t = conformance_target
         return routerd_daemon(t.daemon_kind, t.config, t.resource, netns=t.netns, env=t.env)
 

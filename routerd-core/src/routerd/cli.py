@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import json
 import logging
 from pathlib import Path
 import sys
+from typing import Any
+from typing import TypeVar
 
 import click
 
 from routerd.client import default_runtime_dir
 from routerd.client import default_state_dir
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _setup_logging(level: str) -> None:
@@ -21,6 +26,32 @@ def _setup_logging(level: str) -> None:
     )
 
 
+def paths_options(func: F) -> F:
+    """``--config``, ``--runtime-dir`` and ``--state-dir`` of ``daemon`` and ``serve``."""
+    func = click.option(
+        "--state-dir",
+        default=None,
+        help="State root (default $ROUTERD_STATE_DIR or /var/lib/routerd).",
+    )(func)
+    func = click.option(
+        "--runtime-dir",
+        default=None,
+        help="Socket root (default $ROUTERD_RUNTIME_DIR or /run/routerd).",
+    )(func)
+    return click.option(
+        "--config",
+        "config_path",
+        required=True,
+        type=click.Path(dir_okay=False),
+        help="Router config file.",
+    )(func)
+
+
+log_level_option = click.option(
+    "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
+)
+
+
 @click.group()
 @click.version_option(package_name="routerd-core", prog_name="routerd")
 def main() -> None:
@@ -29,35 +60,15 @@ def main() -> None:
 
 @main.command()
 @click.argument("daemon_kind")
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Router config file.",
-)
+@paths_options
 @click.option("--resource", required=True, help="Name of the resource this daemon serves.")
-@click.option(
-    "--runtime-dir",
-    default=None,
-    help="Socket root (default $ROUTERD_RUNTIME_DIR or /run/routerd).",
-)
-@click.option(
-    "--state-dir",
-    default=None,
-    help="State root (default $ROUTERD_STATE_DIR or /var/lib/routerd).",
-)
 @click.option(
     "--socket",
     "socket_path",
     default=None,
     help="Socket path (default <runtime>/<kind>/<resource>.sock).",
 )
-@click.option(
-    "--log-level",
-    default="info",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-)
+@log_level_option
 def daemon(
     daemon_kind: str,
     config_path: str,
@@ -112,27 +123,11 @@ def daemon(
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Router config file.",
-)
-@click.option(
-    "--runtime-dir",
-    default=None,
-    help="Socket root (default $ROUTERD_RUNTIME_DIR or /run/routerd).",
-)
-@click.option(
-    "--state-dir", default=None, help="State root (default $ROUTERD_STATE_DIR or /var/lib/routerd)."
-)
+@paths_options
 @click.option(
     "--log-dir", default=None, help="Write each daemon's output to a file here (default: inherit)."
 )
-@click.option(
-    "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
-)
+@log_level_option
 def serve(
     config_path: str,
     runtime_dir: str | None,

@@ -36,7 +36,7 @@ class DaemonKind:
         name to one-line description (e.g. ``{"release": "release the lease"}``).
     :ivar api_version: the resource ``apiVersion``.
     :ivar description: one line for ``routerctl plugins list``.
-    :ivar version: the plugin's version; filled from the distribution when empty.
+    :ivar version: leave empty: the loader fills in the plugin distribution's version.
     """
 
     name: str

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace
 from importlib import metadata
 import logging
 import os
@@ -158,7 +159,7 @@ def _collect_kinds(
                     f"{owner[clash.name]!r} ({clash.name}) and plugin {_plugin!r} ({dk.name})"
                 )
             if not dk.version and record is not None:
-                object.__setattr__(dk, "version", record.version)
+                dk = replace(dk, version=record.version)  # the distribution's version
             kinds[dk.name] = dk
             owner[dk.name] = _plugin
             if record is not None:

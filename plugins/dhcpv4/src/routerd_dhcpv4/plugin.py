@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib import metadata
 
 from routerd import hookimpl
 from routerd.kinds import DaemonKind
 
 from routerd_dhcpv4.engine import DHCPv4ClientEngine
 from routerd_dhcpv4.spec import DHCPv4ClientSpec
-
-
-def _version() -> str:
-    try:
-        return metadata.version("routerd-plugin-dhcpv4")
-    except metadata.PackageNotFoundError:
-        return "0.0.0"
 
 
 @hookimpl
@@ -32,6 +24,5 @@ def routerd_register_daemon_kinds(register: Callable[[DaemonKind], None]) -> Non
                 "release": "send DHCPRELEASE and remove the lease; renew acquires again",
             },
             description="DHCPv4 client (RFC 2131): lease, address, routes, MTU, DNS file",
-            version=_version(),
         )
     )

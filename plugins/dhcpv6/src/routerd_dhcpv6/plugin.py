@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib import metadata
 
 from routerd import hookimpl
 from routerd.kinds import DaemonKind
 
 from routerd_dhcpv6.engine import Dhcpv6Engine
 from routerd_dhcpv6.spec import DHCPv6PrefixDelegationSpec
-
-
-def _version() -> str:
-    try:
-        return metadata.version("routerd-plugin-dhcpv6")
-    except metadata.PackageNotFoundError:
-        return "0.0.0"
 
 
 @hookimpl
@@ -32,6 +24,5 @@ def routerd_register_daemon_kinds(register: Callable[[DaemonKind], None]) -> Non
                 "release": "release the delegated prefixes and stay idle until renew",
             },
             description="DHCPv6 prefix delegation client (RFC 9915) applying subnets downstream",
-            version=_version(),
         )
     )

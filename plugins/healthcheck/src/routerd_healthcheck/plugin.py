@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib import metadata
 
 from routerd import hookimpl
 from routerd.kinds import DaemonKind
 
 from routerd_healthcheck.engine import HealthCheckEngine
 from routerd_healthcheck.spec import HealthCheckSpec
-
-
-def _version() -> str:
-    try:
-        return metadata.version("routerd-plugin-healthcheck")
-    except metadata.PackageNotFoundError:
-        return "0.0.0"
 
 
 @hookimpl
@@ -28,6 +20,5 @@ def routerd_register_daemon_kinds(register: Callable[[DaemonKind], None]) -> Non
             spec_model=HealthCheckSpec,
             factory=HealthCheckEngine,
             description="ICMP, TCP, HTTP(S) and DNS probes with rise/fall thresholds",
-            version=_version(),
         )
     )

@@ -67,6 +67,21 @@ def poll(condition: Callable[[], Any], timeout: float, what: str, interval: floa
         time.sleep(interval)
 
 
+def stop_process(
+    proc: subprocess.Popen[bytes] | None, timeout: float, what: str, log_tail: Callable[[], str]
+) -> int:
+    """SIGTERM ``proc`` and wait; SIGKILL it and fail naming ``what`` if it does not stop."""
+    if proc is None or proc.poll() is not None:
+        return proc.returncode if proc is not None else 0
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+        raise AssertionError(f"{what} did not stop within {timeout:g} s:\n{log_tail()}") from None
+
+
 @dataclass
 class DaemonProcess:
     """One ``routerd daemon`` process under test."""
@@ -234,17 +249,9 @@ class DaemonProcess:
 
     def stop(self, timeout: float = 5.0) -> int:
         """SIGTERM and wait; SIGKILL and fail if it does not stop in time."""
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            raise AssertionError(
-                f"{self.daemon_kind}/{self.resource} did not stop within {timeout:g} s:\n{self.log_tail()}"
-            ) from None
+        return stop_process(
+            self.proc, timeout, f"{self.daemon_kind}/{self.resource}", self.log_tail
+        )
 
     def kill(self) -> None:
         """SIGKILL by PID (a crash, as far as the daemon can tell)."""

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from dataclasses import field
 import os
 from pathlib import Path
-import signal
 import subprocess
 import sys
 from typing import Any
@@ -15,6 +14,7 @@ from routerd.client import Response
 from routerd.client import UnixClient
 from routerd.errors import ClientError
 from routerd.testing.daemon import poll
+from routerd.testing.daemon import stop_process
 
 PREFIX = "/api/control.routerd.net/v1alpha1"
 
@@ -138,17 +138,8 @@ class ServeProcess:
         return result
 
     def stop(self, timeout: float = 15.0) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            raise AssertionError(
-                f"routerd serve did not stop within {timeout:g} s:\n{self.log_tail()}"
-            ) from None
+        """SIGTERM and wait; SIGKILL and fail if it does not stop in time."""
+        return stop_process(self.proc, timeout, "routerd serve", self.log_tail)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -310,7 +310,11 @@ def test_timeout_is_one_line(
 
 def test_malformed_target_is_a_usage_error(ctl: Any) -> None:
     for bad in ("healthcheck", "a/b/c", "healthcheck/../x", "/lo"):
-        result = ctl("status", bad)
-        assert result.exit_code == 2, bad
-        assert "Invalid value for 'TARGET'" in result.stderr
+        for command, shown in (
+            ("status", "'[TARGET]'"),
+            ("renew", "'TARGET'"),
+        ):  # optional / required
+            result = ctl(command, bad)
+            assert result.exit_code == 2, (command, bad)
+            assert f"Invalid value for {shown}" in result.stderr
     assert ctl("--timeout", "soon", "daemons").exit_code == 2

@@ -67,6 +67,7 @@ class Follower(threading.Thread):
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.2
+            self.last_error = None
             if resp.status == 429:
                 self._stop.wait(float(resp.headers.get("retry-after", "1")))
                 continue

@@ -31,6 +31,9 @@ from routerd.timefmt import rfc3339
 
 log = logging.getLogger("routerd.serve")
 STOP_DAEMONS_WITHIN = 5.0
+#: Threads per control socket. Each keeps its own SQLite connection (with its
+#: page cache), and the clients of a router are a handful of local tools.
+API_THREADS = 16
 RECENT_EVENTS = 20
 
 
@@ -56,7 +59,7 @@ class RouterdServe:
         self.generation = 0
         self.config: RouterConfig | None = None
         self.store = EventStore(state_dir / "routerd.db")
-        self.waiters = WaiterSlots(48)
+        self.waiters = WaiterSlots(API_THREADS - 4)
         self.followers: dict[str, Follower] = {}
         self.supervisor = Supervisor(
             config_path,
@@ -156,11 +159,17 @@ class RouterdServe:
         }
 
     def serve(self, install_signals: bool = True) -> int:
-        main = UnixServer(create_control_app(self), self.runtime_dir / "routerd.sock", perms="660")
+        main = UnixServer(
+            create_control_app(self),
+            self.runtime_dir / "routerd.sock",
+            perms="660",
+            threads=API_THREADS,
+        )
         status = UnixServer(
             create_control_app(self, read_only=True),
             self.runtime_dir / "routerd-status.sock",
             perms="666",
+            threads=API_THREADS,
         )
         self.servers = [main, status]
         self.start()

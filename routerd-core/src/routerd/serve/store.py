@@ -16,6 +16,7 @@ import json
 import logging
 from pathlib import Path
 import queue
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -34,15 +35,10 @@ PRAGMAS = {
     "synchronous": "normal",
     "foreign_keys": 1,
     "busy_timeout": 5000,
-    "cache_size": -16000,
+    # Per connection, and every API thread keeps one: 4 MiB, not 16.
+    "cache_size": -4000,
     "temp_store": "memory",
 }
-
-
-def _namespace(topic: str) -> str:
-    """The protocol segment (``dhcpv4`` of ``routerd.dhcpv4.client.lease.bound``)."""
-    parts = topic.split(".")
-    return parts[1] if len(parts) > 1 else parts[0]
 
 
 database = pw.DatabaseProxy()
@@ -60,7 +56,6 @@ class StoredEvent(BaseModel):
     cursor = pw.BigIntegerField()
     time = pw.FloatField()
     topic = pw.CharField()
-    ns = pw.CharField()
     severity = pw.CharField()
     reason = pw.CharField()
     message = pw.TextField()
@@ -72,7 +67,6 @@ class StoredEvent(BaseModel):
         table_name = "events"
         indexes = (
             (("source", "epoch", "cursor"), True),
-            (("ns", "id"), False),
             (("topic", "id"), False),
             (("resource_kind", "resource_name", "id"), False),
             (("time",), False),
@@ -91,6 +85,15 @@ class ResourceRow(BaseModel):
 
     class Meta:
         table_name = "resources"
+
+
+class Topic(BaseModel):
+    """Every topic ever stored: a glob is expanded against this small table."""
+
+    topic = pw.CharField(primary_key=True)
+
+    class Meta:
+        table_name = "topics"
 
 
 class ConsumerCursor(BaseModel):
@@ -123,6 +126,9 @@ class StatusUpdate:
     status: dict[str, Any]
 
 
+_STOP = object()  # queued by close(): the writer commits what is before it, then ends
+
+
 class Commit(threading.Event):
     """Set when a queued write is done; ``ok`` is False when it was rolled back."""
 
@@ -134,6 +140,24 @@ class _DeleteResource:
     key: str
 
 
+_COLUMNS = (
+    "source",
+    "epoch",
+    "cursor",
+    "time",
+    "topic",
+    "severity",
+    "reason",
+    "message",
+    "resource_kind",
+    "resource_name",
+    "attributes",
+)
+_INSERT_SQL = (
+    f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
+
+
 def event_row(ev: Event, source: str, epoch: int) -> dict[str, Any]:
     attrs = ev.attributes
     return {
@@ -142,7 +166,6 @@ def event_row(ev: Event, source: str, epoch: int) -> dict[str, Any]:
         "cursor": ev.cursor,
         "time": ev.time,
         "topic": ev.topic,
-        "ns": _namespace(ev.topic),
         "severity": ev.severity,
         "reason": ev.reason,
         "message": ev.message,
@@ -177,10 +200,9 @@ class EventStore:
         self.max_age = max_age
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = pw.SqliteDatabase(str(path), pragmas=PRAGMAS)
-        self.db.register_function(topic_matches, "topic_match", 2, deterministic=True)
         database.initialize(self.db)
         with self.db.connection_context():
-            self.db.create_tables([StoredEvent, ResourceRow, ConsumerCursor])
+            self.db.create_tables([StoredEvent, ResourceRow, ConsumerCursor, Topic])
         self._queue: queue.Queue[Any] = queue.Queue()
         self._cond = threading.Condition()
         self.head_id = self._max_id()
@@ -189,7 +211,7 @@ class EventStore:
         self.write_errors = 0
         self._thread = threading.Thread(target=self._writer, name="store-writer", daemon=True)
         self._closed = False
-        self._listeners: list[Callable[[list[dict[str, Any]]], None]] = []
+        self._known_topics: set[str] = set()
 
     def start(self) -> None:
         self._thread.start()
@@ -206,29 +228,24 @@ class EventStore:
         self._queue.put((item, done))
         return done
 
-    def add_listener(self, fn: Callable[[list[dict[str, Any]]], None]) -> None:
-        """Called on the writer thread with the wire form of committed events."""
-        self._listeners.append(fn)
-
     def _writer(self) -> None:
         self.db.connect(reuse_if_open=True)
+        self._known_topics = {t.topic for t in Topic.select()}
         last_prune = 0.0
-        while True:
+        stopping = False
+        while not stopping:
             try:
-                first = self._queue.get(timeout=1.0)
+                items = [self._queue.get(timeout=1.0)]
             except queue.Empty:
-                first = None
-            if first is None and self._closed:
-                break
-            items = [] if first is None else [first]
-            while len(items) < 256:
+                items = []
+            while items and len(items) < 256:
                 try:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            if any(item is None for item in items):
-                self._closed = True
-                items = [i for i in items if i is not None]
+            if _STOP in items:
+                stopping = True
+                items = [i for i in items if i is not _STOP]
             if items:
                 self._commit(items)
             now = time.time()
@@ -260,12 +277,6 @@ class EventStore:
             with self._cond:
                 self.head_id = max(int(r["id"]) for r in committed)
                 self._cond.notify_all()
-            wire = [row_to_wire(r) for r in committed]
-            for fn in self._listeners:
-                try:
-                    fn(wire)
-                except Exception:
-                    log.exception("store listener failed")
         for _, done in items:
             done.set()
 
@@ -274,19 +285,34 @@ class EventStore:
         floor = stored.cursor if stored is not None and stored.epoch == batch.epoch else -1
         rows = [event_row(e, batch.source, batch.epoch) for e in batch.events if e.cursor > floor]
         self.duplicates += len(batch.events) - len(rows)
-        out = []
-        for row in rows:
-            row_id = StoredEvent.insert(**row).on_conflict_ignore().execute()
-            if row_id:
-                row["id"] = row_id
-                out.append(row)
-            else:
-                self.duplicates += 1
-        self.inserted += len(out)
+        if rows:
+            # One executemany (peewee builds SQL per row at ~150 us each). The
+            # cursor floor above already removed what is stored, so a unique
+            # violation means something else wrote: fall back row by row.
+            conn: sqlite3.Connection = self.db.connection()  # type: ignore[no-untyped-call]
+            try:
+                conn.executemany(_INSERT_SQL, [tuple(r[c] for c in _COLUMNS) for r in rows])
+                last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+                for offset, row in enumerate(rows):
+                    row["id"] = last - len(rows) + 1 + offset
+            except sqlite3.IntegrityError:
+                kept = []
+                for row in rows:
+                    row_id = StoredEvent.insert(**row).on_conflict_ignore().execute()
+                    if row_id:
+                        row["id"] = row_id
+                        kept.append(row)
+                self.duplicates += len(rows) - len(kept)
+                rows = kept
+            new_topics = {r["topic"] for r in rows} - self._known_topics
+            if new_topics:
+                Topic.insert_many([{"topic": t} for t in new_topics]).on_conflict_ignore().execute()
+                self._known_topics |= new_topics
+        self.inserted += len(rows)
         ConsumerCursor.insert(
             source=batch.source, epoch=batch.epoch, cursor=batch.cursor
         ).on_conflict_replace().execute()
-        return out
+        return rows
 
     def _write_status(self, up: StatusUpdate) -> None:
         ResourceRow.insert(
@@ -311,7 +337,7 @@ class EventStore:
             log.exception("pruning failed")
 
     def close(self, timeout: float = 5.0) -> None:
-        self._queue.put(None)
+        self._queue.put(_STOP)
         if self._thread.is_alive():
             self._thread.join(timeout)
         with self._cond:
@@ -328,6 +354,18 @@ class EventStore:
         row = ConsumerCursor.get_or_none(ConsumerCursor.source == source)
         return None if row is None else (row.epoch, row.cursor)
 
+    def matching_topics(self, patterns: tuple[str, ...]) -> list[str]:
+        """The stored topics matching any glob (the topics table is small)."""
+        self._reader()
+        exact = {p for p in patterns if "*" not in p}
+        globs = [p for p in patterns if "*" in p]
+        found = set(exact)
+        if globs:
+            found |= {
+                t.topic for t in Topic.select() if any(topic_matches(g, t.topic) for g in globs)
+            }
+        return sorted(found)
+
     def query(
         self,
         *,
@@ -336,39 +374,55 @@ class EventStore:
         since: int | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """Newest first without ``since``; oldest first after ``since`` (for following)."""
-        q = StoredEvent.select()
-        conds = []
+        """Newest first without ``since``; oldest first after ``since`` (for following).
+
+        Topic globs are expanded against the stored topics first; each exact
+        topic is then read through the ``(topic, id)`` index and the pages are
+        merged, so a glob costs a few index look-ups however many events a
+        namespace holds.
+        """
+        for pattern in topics:
+            compile_glob(pattern)
+        self._reader()
+        if not topics:
+            return self._page(None, resource, since, limit)
+        matched = self.matching_topics(topics)
+        if len(matched) == 1:
+            return self._page(matched[0], resource, since, limit)
+        # Merge on ids first (index-only per topic), then read just the winners.
+        ids: list[int] = []
+        for topic in matched:
+            q = self._filtered(StoredEvent.select(StoredEvent.id), topic, resource, since)
+            ids.extend(r[0] for r in q.limit(limit).tuples())
+        ids.sort(reverse=since is None)
+        chosen = ids[:limit]
+        if not chosen:
+            return []
+        q = StoredEvent.select().where(StoredEvent.id.in_(chosen))
+        q = q.order_by(StoredEvent.id.asc() if since is not None else StoredEvent.id.desc())
+        return [row_to_wire(r) for r in q.dicts()]  # type: ignore[arg-type]
+
+    @staticmethod
+    def _filtered(
+        q: Any, topic: str | None, resource: tuple[str, str] | None, since: int | None
+    ) -> Any:
+        if topic is not None:
+            q = q.where(StoredEvent.topic == topic)
         if resource is not None:
-            conds.append(
+            q = q.where(
                 (StoredEvent.resource_kind == resource[0])
                 & (StoredEvent.resource_name == resource[1])
             )
-        if topics:
-            ors: list[Any] = []
-            for pattern in topics:
-                segs = compile_glob(pattern)
-                if "*" not in pattern:
-                    ors.append(StoredEvent.topic == pattern)
-                elif len(segs) > 1 and "*" not in segs[1] and segs[0] != "**":
-                    ors.append(
-                        (StoredEvent.ns == segs[1]) & pw.fn.topic_match(pattern, StoredEvent.topic)
-                    )
-                else:
-                    ors.append(pw.fn.topic_match(pattern, StoredEvent.topic))
-            cond = ors[0]
-            for extra in ors[1:]:
-                cond = cond | extra
-            conds.append(cond)
         if since is not None:
-            conds.append(StoredEvent.id > since)
-        for cond in conds:
-            q = q.where(cond)
-        q = q.order_by(StoredEvent.id.asc() if since is not None else StoredEvent.id.desc()).limit(
-            limit
-        )
+            q = q.where(StoredEvent.id > since)
+        return q.order_by(StoredEvent.id.asc() if since is not None else StoredEvent.id.desc())
+
+    def _page(
+        self, topic: str | None, resource: tuple[str, str] | None, since: int | None, limit: int
+    ) -> list[dict[str, Any]]:
         self._reader()
-        return [row_to_wire(r) for r in q.dicts()]  # type: ignore[arg-type]
+        q = self._filtered(StoredEvent.select(), topic, resource, since)
+        return [row_to_wire(r) for r in q.limit(limit).dicts()]
 
     def wait(self, since: int, timeout: float, **filters: Any) -> tuple[list[dict[str, Any]], int]:
         """Events after ``since`` (oldest first), holding up to ``timeout`` for a match.

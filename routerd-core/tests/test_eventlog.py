@@ -186,3 +186,25 @@ def test_rotation_after_restart_keeps_oldest_right(tmp_path: Path) -> None:
     assert int(on_disk[0]) == again.oldest_retained, (
         "oldest retained is the first line of the rotated file"
     )
+
+
+def test_restore_of_a_file_larger_than_the_ring_keeps_old_events_readable(tmp_path: Path) -> None:
+    log = make(tmp_path, ring_size=10, rotate_bytes=10_000_000)
+    fill(log, 50)  # all in the current file, more than the ring holds
+    log.close()
+    again = make(tmp_path, ring_size=10, rotate_bytes=4000)
+    fill(again, 20)  # forces a rotation: the whole current file becomes ".1"
+    assert (tmp_path / "events.jsonl.1").exists()
+    assert again.oldest_retained == 1, "the rotated file still starts at cursor 1"
+    res = again.query(0, limit=1000)
+    assert res.reset is False and res.events[0].cursor == 1
+
+
+def test_file_reads_follow_appends_after_the_index_was_built(tmp_path: Path) -> None:
+    log = make(tmp_path, ring_size=5)
+    fill(log, 20)
+    assert [e.cursor for e in log.query(3, limit=2).events] == [4, 5]  # from the file
+    fill(log, 20)  # the ring moves on; the file grows
+    page = log.query(6, limit=1000)
+    assert [e.cursor for e in page.events] == list(range(7, 41))
+    assert log._indexes, "served through the cursor index"

@@ -10,15 +10,18 @@ restarts; a client whose cursor cannot be honoured gets ``reset``.
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from collections.abc import Callable
 from collections.abc import Iterator
 from dataclasses import dataclass
+from dataclasses import field
 import json
 import logging
 import math
 import os
 from pathlib import Path
+import re
 import threading
 import time
 from typing import Any
@@ -34,6 +37,20 @@ RING_SIZE = 1000
 MAX_LIMIT = 1000
 MAX_WAIT = 30.0
 ROTATE_BYTES = 4 * 1024 * 1024
+
+
+#: Lines are written by :meth:`EventLog.append` with the cursor first.
+_CURSOR_PREFIX = re.compile(rb'\{"cursor":"(\d+)"')
+
+
+@dataclass
+class _FileIndex:
+    """Where each cursor's line starts in one event-log file."""
+
+    ident: tuple[int, int]
+    scanned: int = 0
+    cursors: list[int] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -88,6 +105,7 @@ class EventLog:
         self.torn_lines = 0
         self.restored = 0
         self.closed = False
+        self._indexes: dict[Path, _FileIndex] = {}
 
     # -- files ---------------------------------------------------------------
     @property
@@ -100,17 +118,15 @@ class EventLog:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         first: int | None = None
-        rotated_last = 0
-        rotated = self.rotated_path
         for event in self._read_files(count_torn=True, truncate_tail=True):
             if first is None:
                 first = event.cursor
             self._ring.append(event)
             self.head = event.cursor
             self.restored += 1
-        if rotated is not None and rotated.exists():
-            rotated_last = next((e.cursor for e in reversed(list(self._read_one(rotated)))), 0)
-        self._current_first = next((e.cursor for e in self._ring if e.cursor > rotated_last), None)
+        # The current file's own first cursor (not the ring's: the file may
+        # hold more than the ring), which becomes oldest_retained at rotation.
+        self._current_first = next((e.cursor for e in self._read_one(self.path)), None)
         self.oldest_retained = first if first is not None else self.head + 1
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self._size = os.fstat(self._fd).st_size
@@ -218,6 +234,51 @@ class EventLog:
         return event
 
     # -- reading -------------------------------------------------------------
+    def _index(self, path: Path) -> _FileIndex | None:
+        """Cursor → byte offset of ``path``, extended over what was appended since."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        idx = self._indexes.get(path)
+        if idx is None or idx.ident != (st.st_dev, st.st_ino) or st.st_size < idx.scanned:
+            idx = self._indexes[path] = _FileIndex((st.st_dev, st.st_ino))
+        if st.st_size > idx.scanned:
+            with open(path, "rb") as f:
+                f.seek(idx.scanned)
+                data = f.read(st.st_size - idx.scanned)
+            pos = 0
+            while (end := data.find(b"\n", pos)) >= 0:
+                match = _CURSOR_PREFIX.match(data, pos, end)
+                if match is not None:
+                    cursor = int(match.group(1))
+                    if not idx.cursors or cursor > idx.cursors[-1]:
+                        idx.cursors.append(cursor)
+                        idx.offsets.append(idx.scanned + pos)
+                pos = end + 1
+            idx.scanned += pos  # a partial last line is scanned again next time
+        return idx
+
+    def _from_files(self, since: int) -> Iterator[Event]:
+        # Older than the ring (a consumer that was away): seek through the
+        # index instead of re-parsing whole files for every page.
+        for path in (self.rotated_path, self.path):
+            if path is None or (idx := self._index(path)) is None:
+                continue
+            start = bisect.bisect_right(idx.cursors, since)
+            if start == len(idx.cursors):
+                continue
+            with open(path, "rb") as f:
+                f.seek(idx.offsets[start])
+                for line in f:
+                    try:
+                        event = Event.from_dict(json.loads(line))
+                    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                        continue
+                    if event.cursor > since:
+                        since = event.cursor
+                        yield event
+
     def _candidates(self, since: int) -> Iterator[Event]:
         ring = self._ring
         if ring and ring[0].cursor <= since + 1:
@@ -225,10 +286,7 @@ class EventLog:
                 if event.cursor > since:
                     yield event
             return
-        # Older than the ring: read the files (rare: a consumer that was away).
-        for event in self._read_files():
-            if event.cursor > since:
-                yield event
+        yield from self._from_files(since)
 
     def query(
         self, since: int | None, topics: tuple[str, ...] = (), limit: int = MAX_LIMIT

@@ -68,19 +68,6 @@ def event_time(daemon: DaemonProcess, since: int, topic: str, **attrs: Any) -> f
     raise TimeoutError(f"no {topic} {attrs} event:\n{daemon.log_tail()}")
 
 
-class PdKea(KeaDhcp6):
-    """Kea 2.2 sends option-data only when the client's ORO asks for it (and
-    clients never ask for Preference, RFC 9915 §21.8): ``always-send`` it."""
-
-    def config(self) -> dict[str, Any]:
-        conf = super().config()
-        for subnet in conf["Dhcp6"]["subnet6"]:
-            for opt in subnet.get("option-data", []):
-                if opt.get("name") == "preference":
-                    opt["always-send"] = True
-        return conf
-
-
 class Setup:
     def __init__(self, lab: Lab, base: Path) -> None:
         self.lab, self.base = lab, base
@@ -88,7 +75,7 @@ class Setup:
         lab.veth(self.client, "wan0", self.server, "srv0")
         lab.veth(self.client, "lan0", self.lan, "eth0")
         self.server.addr_add("srv0", "2001:db8:1::1/64")
-        self.kea = PdKea(
+        self.kea = KeaDhcp6(
             self.server,
             "srv0",
             base / "kea",

@@ -72,7 +72,6 @@ COLUMNS = (
     "cursor",
     "time",
     "topic",
-    "ns",
     "severity",
     "reason",
     "message",
@@ -647,7 +646,6 @@ def synthetic_rows(total: int, t_end: float) -> Iterator[tuple[Any, ...]]:
             cursors[ri],
             t_end - (total - i),
             topic,
-            topic.split(".")[1],
             "info",
             "Synthetic",
             f"synthetic event {i}",
@@ -677,6 +675,7 @@ def fill_store(path: Path, total: int) -> dict[str, Any]:
         "INSERT OR REPLACE INTO cursors (source, epoch, cursor) "
         "SELECT source, 0, MAX(cursor) FROM events GROUP BY source"
     )
+    conn.execute("INSERT OR IGNORE INTO topics (topic) SELECT DISTINCT topic FROM events")
     conn.execute("COMMIT")
     for _, sql in indexes:
         conn.execute(sql)

@@ -154,9 +154,8 @@ def test_wait_wakes_on_the_phase_change(served: ServeProcess, closed_port: int) 
     thread.join(25)
     assert result["res"].exit_code == 0, result["res"].output
     assert result["res"].output.strip() == "HealthCheck/up: phase Unhealthy"
-    assert 0.5 < result["elapsed"] < 10, (
-        "returned on the change, not at once and not at the timeout"
-    )
+    # About 1.5 s of failing probes; a status stored after its phase event cost a 5 s slice.
+    assert 0.5 < result["elapsed"] < 4, "returned on the change, not at once or a slice later"
 
 
 def test_commands_through_routerd(served: ServeProcess) -> None:

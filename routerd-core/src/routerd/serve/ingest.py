@@ -75,11 +75,11 @@ class Follower(threading.Thread):
                 self.last_error = resp.error_text()
                 self._stop.wait(1.0)
                 continue
-            epoch, cursor = self._store_answer(resp.json(), epoch, cursor)
+            epoch, cursor = self._store_answer(resp.json(), epoch, cursor, client)
             self._maybe_refresh_status(client)
 
     def _store_answer(
-        self, body: dict[str, Any], epoch: int, cursor: int | None
+        self, body: dict[str, Any], epoch: int, cursor: int | None, client: UnixClient
     ) -> tuple[int, int | None]:
         events: list[Event] = []
         for raw in body.get("events", []):
@@ -108,16 +108,19 @@ class Follower(threading.Thread):
             events.insert(0, marker)
         if not events and new_cursor == cursor:
             return epoch, cursor
+        if any(e.topic in _REFRESH_TOPICS for e in events):
+            # Queue the status first: whoever wakes on the phase event reads
+            # the new phase, never the old one (the writer keeps queue order).
+            self._last_status = 0.0
+            self._maybe_refresh_status(client, wait=False)
         commit = self.store.submit(Batch(self.source, epoch, new_cursor, events))
         commit.wait()
         if not commit.ok:
             return epoch, cursor  # not stored: ask again from the old cursor
         self.batches += 1
-        if any(e.topic in _REFRESH_TOPICS for e in events):
-            self._last_status = 0.0
         return epoch, new_cursor
 
-    def _maybe_refresh_status(self, client: UnixClient) -> None:
+    def _maybe_refresh_status(self, client: UnixClient, wait: bool = True) -> None:
         if time.monotonic() - self._last_status < STATUS_EVERY:
             return
         try:
@@ -130,7 +133,7 @@ class Follower(threading.Thread):
         for res in resp.json().get("resources", []):
             ref = res.get("resource", {})
             kind, name = str(ref.get("kind", "")), str(ref.get("name", ""))
-            self.store.submit(
+            commit = self.store.submit(
                 StatusUpdate(
                     f"{kind}/{name}",
                     kind,
@@ -140,4 +143,6 @@ class Follower(threading.Thread):
                     str(res.get("since")),
                     res,
                 )
-            ).wait()
+            )
+            if wait:
+                commit.wait()

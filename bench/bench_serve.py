@@ -50,6 +50,8 @@ import common
 from routerd.client import UnixClient
 from routerd.daemon.eventlog import ROTATE_BYTES
 from routerd.model import Event
+from routerd.serve.store import EVENT_COLUMNS
+from routerd.serve.store import INSERT_EVENT_SQL
 from routerd.serve.store import Batch
 from routerd.serve.store import ConsumerCursor
 from routerd.serve.store import EventStore
@@ -66,20 +68,6 @@ from routerd.topics import topic_matches
 
 NAME = "serve"
 FOLLOW_TOPIC = "routerd.daemon.command.*"
-COLUMNS = (
-    "source",
-    "epoch",
-    "cursor",
-    "time",
-    "topic",
-    "severity",
-    "reason",
-    "message",
-    "resource_kind",
-    "resource_name",
-    "attributes",
-)
-INSERT_SQL = f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 CURSOR_SQL = "INSERT OR REPLACE INTO cursors (source, epoch, cursor) VALUES (?, ?, ?)"
 MIB = 1024.0
 
@@ -345,7 +333,7 @@ def baseline_raw(path: Path, batches: list[tuple[str, int, list[tuple[Any, ...]]
     t0 = time.perf_counter()
     for source, cursor, rows in batches:
         conn.execute("BEGIN")
-        conn.executemany(INSERT_SQL, rows)
+        conn.executemany(INSERT_EVENT_SQL, rows)
         conn.execute(CURSOR_SQL, (source, 0, cursor))
         conn.execute("COMMIT")
     took = time.perf_counter() - t0
@@ -411,7 +399,7 @@ def ingestion(result: dict[str, Any], base: Path, port: int, smoke: bool) -> dic
             chunk = evs[i : i + 1000]
             row_batches.append((s, chunk[-1].cursor, [event_row(e, s, 0) for e in chunk]))
     tuple_batches = [
-        (s, c, [tuple(r[k] for k in COLUMNS) for r in rows]) for s, c, rows in row_batches
+        (s, c, [tuple(r[k] for k in EVENT_COLUMNS) for r in rows]) for s, c, rows in row_batches
     ]
     work = base / "baselines"
     work.mkdir()
@@ -670,7 +658,7 @@ def fill_store(path: Path, total: int) -> dict[str, Any]:
     for name, _ in indexes:
         conn.execute(f'DROP INDEX "{name}"')
     conn.execute("BEGIN")
-    conn.executemany(INSERT_SQL, synthetic_rows(total, time.time() - 60.0))
+    conn.executemany(INSERT_EVENT_SQL, synthetic_rows(total, time.time() - 60.0))
     conn.execute(
         "INSERT OR REPLACE INTO cursors (source, epoch, cursor) "
         "SELECT source, 0, MAX(cursor) FROM events GROUP BY source"

@@ -28,29 +28,6 @@ ENV = {"ROUTERD_PLUGINS": "healthcheck"}
 
 
 @pytest.fixture
-def listener() -> Iterator[int]:
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(128)
-    srv.settimeout(0.2)
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                srv.accept()[0].close()
-            except OSError:
-                continue
-
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    yield srv.getsockname()[1]
-    stop.set()
-    t.join(2)
-    srv.close()
-
-
-@pytest.fixture
 def closed_port() -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -122,8 +99,8 @@ def assert_no_dup_no_gap(sp: ServeProcess, source: str) -> list[int]:
     return seen
 
 
-def test_events_and_status_through_the_api(serve: Any, listener: int, closed_port: int) -> None:
-    sp = serve(check("up", listener), check("down", closed_port))
+def test_events_and_status_through_the_api(serve: Any, tcp_listener: int, closed_port: int) -> None:
+    sp = serve(check("up", tcp_listener), check("down", closed_port))
     sp.wait_for_phase("HealthCheck", "up", "Healthy")
     sp.wait_for_phase("HealthCheck", "down", "Unhealthy")
     status = sp.status()
@@ -135,7 +112,7 @@ def test_events_and_status_through_the_api(serve: Any, listener: int, closed_por
         ("up", "Healthy"),
         ("down", "Unhealthy"),
     ]
-    assert items[0]["spec"]["port"] == listener
+    assert items[0]["spec"]["port"] == tcp_listener
 
     ev = sp.events(topic="routerd.healthcheck.state.*", resource="HealthCheck/up")["items"]
     assert [e["topic"] for e in ev] == ["routerd.healthcheck.state.healthy"]
@@ -151,8 +128,8 @@ def test_events_and_status_through_the_api(serve: Any, listener: int, closed_por
     assert sp.get("events", resource="nokind").status == 400
 
 
-def test_long_poll_follow_and_forwarded_command(serve: Any, listener: int) -> None:
-    sp = serve(check("up", listener, interval="1h"))
+def test_long_poll_follow_and_forwarded_command(serve: Any, tcp_listener: int) -> None:
+    sp = serve(check("up", tcp_listener, interval="1h"))
     sp.wait_for_phase("HealthCheck", "up", "Healthy")
     head = sp.events(limit=1)["cursor"]
     got: dict[str, Any] = {}
@@ -175,8 +152,8 @@ def test_long_poll_follow_and_forwarded_command(serve: Any, listener: int) -> No
     assert sp.post("resources/HealthCheck/nope/commands/renew").status == 404
 
 
-def test_status_socket_is_get_only_and_modes(serve: Any, listener: int) -> None:
-    sp = serve(check("up", listener))
+def test_status_socket_is_get_only_and_modes(serve: Any, tcp_listener: int) -> None:
+    sp = serve(check("up", tcp_listener))
     ro = sp.client(status_socket=True)
     assert ro.get("/api/control.routerd.net/v1alpha1/status").status == 200
     resp = ro.post("/api/control.routerd.net/v1alpha1/reload")
@@ -189,8 +166,10 @@ def test_status_socket_is_get_only_and_modes(serve: Any, listener: int) -> None:
     assert stat.S_IMODE(sp.status_socket_path.stat().st_mode) == 0o666
 
 
-def test_sigkill_daemon_is_restarted_without_duplicates_or_gaps(serve: Any, listener: int) -> None:
-    sp = serve(check("up", listener))
+def test_sigkill_daemon_is_restarted_without_duplicates_or_gaps(
+    serve: Any, tcp_listener: int
+) -> None:
+    sp = serve(check("up", tcp_listener))
     sp.wait_for_phase("HealthCheck", "up", "Healthy")
     old = sp.daemon("HealthCheck", "up")
     os.kill(old["pid"], signal.SIGKILL)
@@ -214,8 +193,10 @@ def test_sigkill_daemon_is_restarted_without_duplicates_or_gaps(serve: Any, list
     assert_no_dup_no_gap(sp, "healthcheck/up")
 
 
-def test_sigkill_routerd_adopts_daemons_and_resumes_ingestion(serve: Any, listener: int) -> None:
-    sp = serve(check("up", listener, interval="1h"))
+def test_sigkill_routerd_adopts_daemons_and_resumes_ingestion(
+    serve: Any, tcp_listener: int
+) -> None:
+    sp = serve(check("up", tcp_listener, interval="1h"))
     sp.wait_for_phase("HealthCheck", "up", "Healthy")
     pid = sp.daemon("HealthCheck", "up")["pid"]
     before = assert_no_dup_no_gap(sp, "healthcheck/up")
@@ -233,10 +214,10 @@ def test_sigkill_routerd_adopts_daemons_and_resumes_ingestion(serve: Any, listen
     assert sp.status()["store"]["duplicatesDropped"] == 0
 
 
-def test_reload_adds_and_removes_and_refuses_broken_config(serve: Any, listener: int) -> None:
-    sp = serve(check("a", listener), check("b", listener))
+def test_reload_adds_and_removes_and_refuses_broken_config(serve: Any, tcp_listener: int) -> None:
+    sp = serve(check("a", tcp_listener), check("b", tcp_listener))
     pids = {d["resource"]["name"]: d["pid"] for d in sp.status()["daemons"]}
-    write_config(sp.config_path, router_config(check("a", listener), check("c", listener)))
+    write_config(sp.config_path, router_config(check("a", tcp_listener), check("c", tcp_listener)))
     result = sp.post("reload").json()
     assert result["started"] == ["HealthCheck/c"] and result["stopped"] == ["HealthCheck/b"]
     assert result["unchanged"] == ["HealthCheck/a"] and result["generation"] == 2
@@ -245,8 +226,8 @@ def test_reload_adds_and_removes_and_refuses_broken_config(serve: Any, listener:
     assert set(names) == {"a", "c"} and names["a"] == pids["a"]
     assert not (sp.runtime_dir / "healthcheck" / "b.sock").exists()
 
-    changed = check("a", listener, interval="2s")
-    write_config(sp.config_path, router_config(changed, check("c", listener)))
+    changed = check("a", tcp_listener, interval="2s")
+    write_config(sp.config_path, router_config(changed, check("c", tcp_listener)))
     reload = sp.post("reload").json()
     assert reload["reloaded"] == ["HealthCheck/a"], str(reload)
     assert sp.daemon("HealthCheck", "a")["pid"] == pids["a"], "applied live, not restarted"
@@ -265,8 +246,8 @@ def test_reload_adds_and_removes_and_refuses_broken_config(serve: Any, listener:
     assert sp.status()["config"]["generation"] == 3
 
 
-def test_stopped_daemon_stays_stopped_until_started(serve: Any, listener: int) -> None:
-    sp = serve(check("up", listener))
+def test_stopped_daemon_stays_stopped_until_started(serve: Any, tcp_listener: int) -> None:
+    sp = serve(check("up", tcp_listener))
     assert sp.post("resources/HealthCheck/up/commands/stop").status == 200
     poll(lambda: sp.daemon("HealthCheck", "up")["state"] == "Stopped", 10, "the daemon to stop")
     # A crash would be restarted after 1 s: watch for 2 s that nothing restarts it.
@@ -281,8 +262,8 @@ def test_stopped_daemon_stays_stopped_until_started(serve: Any, listener: int) -
     assert sp.daemon("HealthCheck", "up")["state"] == "Running"
 
 
-def test_foreign_socket_is_left_alone(serve: Any, listener: int, tmp_path: Path) -> None:
-    sp = serve(check("up", listener), wait=False)
+def test_foreign_socket_is_left_alone(serve: Any, tcp_listener: int, tmp_path: Path) -> None:
+    sp = serve(check("up", tcp_listener), wait=False)
     sp.stop()  # make the dirs, then serve the socket ourselves
     path = sp.runtime_dir / "healthcheck" / "up.sock"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -335,8 +316,8 @@ def test_invalid_config_refused_at_start(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_sigterm_stops_every_daemon_in_parallel(serve: Any, listener: int) -> None:
-    sp = serve(*(check(f"c{i}", listener) for i in range(4)))
+def test_sigterm_stops_every_daemon_in_parallel(serve: Any, tcp_listener: int) -> None:
+    sp = serve(*(check(f"c{i}", tcp_listener) for i in range(4)))
     pids = [d["pid"] for d in sp.status()["daemons"]]
     t0 = time.monotonic()
     assert sp.stop() == 0

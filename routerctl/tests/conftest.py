@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import importlib
 import socket
 import sys
-import threading
 
 from click.testing import CliRunner
 from click.testing import Result
@@ -42,33 +41,6 @@ _restore_routerctl_package()
 HC_ENV = {"ROUTERD_PLUGINS": "healthcheck"}
 
 
-@pytest.fixture
-def tcp_port() -> Iterator[int]:
-    """A loopback TCP listener (127.0.0.1) that accepts and closes connections."""
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(64)
-    srv.settimeout(0.1)  # so that the thread notices the end of the test
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            conn.close()
-
-    thread = threading.Thread(target=accept, name="tcp-target", daemon=True)
-    thread.start()
-    yield srv.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    srv.close()
-
-
 def healthcheck_config(name: str, port: int) -> dict[str, object]:
     spec = {
         "protocol": "tcp",
@@ -81,9 +53,9 @@ def healthcheck_config(name: str, port: int) -> dict[str, object]:
 
 
 @pytest.fixture
-def hc(routerd_daemon: DaemonFactory, tcp_port: int) -> DaemonProcess:
+def hc(routerd_daemon: DaemonFactory, tcp_listener: int) -> DaemonProcess:
     """A healthcheck daemon ``healthcheck/lo`` probing the loopback listener, Healthy."""
-    daemon = routerd_daemon("healthcheck", healthcheck_config("lo", tcp_port), "lo", env=HC_ENV)
+    daemon = routerd_daemon("healthcheck", healthcheck_config("lo", tcp_listener), "lo", env=HC_ENV)
     daemon.wait_for_phase("Healthy")
     return daemon
 

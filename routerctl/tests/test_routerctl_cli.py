@@ -104,7 +104,7 @@ def test_daemons_with_no_sockets(ctl: Any, tmp_path: Path) -> None:
 
 # -- status ----------------------------------------------------------------------
 def test_status_table_shows_phase_conditions_observed_daemon(
-    hc: DaemonProcess, ctl: Any, tcp_port: int
+    hc: DaemonProcess, ctl: Any, tcp_listener: int
 ) -> None:
     result = ctl("status", "healthcheck/lo")
     assert result.exit_code == 0, result.output
@@ -114,12 +114,12 @@ def test_status_table_shows_phase_conditions_observed_daemon(
     assert re.search(r"^Since: +\d{4}-\d\d-\d\dT[\d:.]+Z \(\d+\w* ago\)$", text, re.M)
     assert re.search(r"^  TYPE +STATUS +REASON +LAST TRANSITION +MESSAGE$", text, re.M)
     assert re.search(
-        rf"^  TargetReachable +True +SuccessThresholdMet +\S+ \(\S+ ago\) +tcp connect 127.0.0.1:{tcp_port}",
+        rf"^  TargetReachable +True +SuccessThresholdMet +\S+ \(\S+ ago\) +tcp connect 127.0.0.1:{tcp_listener}",
         text,
         re.M,
     )
     assert re.search(r"^  verdict: +Healthy$", text, re.M)
-    assert re.search(rf"^  port: +{tcp_port}$", text, re.M)
+    assert re.search(rf"^  port: +{tcp_listener}$", text, re.M)
     assert re.search(r"^  sourceInterface: +null$", text, re.M)
     # nested values on one line, as compact JSON
     history = re.search(r"^  history: +(.*)$", text, re.M)
@@ -234,10 +234,12 @@ def test_events_bad_arguments_are_usage_errors(ctl: Any) -> None:
 
 
 # -- commands --------------------------------------------------------------------
-def test_renew_prints_the_probe_result(hc: DaemonProcess, ctl: Any, tcp_port: int) -> None:
+def test_renew_prints_the_probe_result(hc: DaemonProcess, ctl: Any, tcp_listener: int) -> None:
     result = ctl("renew", "healthcheck/lo")
     assert result.exit_code == 0, result.output
-    assert re.match(rf"^probe ok: tcp connect 127.0.0.1:{tcp_port} in [\d.]+ ms\n$", result.stdout)
+    assert re.match(
+        rf"^probe ok: tcp connect 127.0.0.1:{tcp_listener} in [\d.]+ ms\n$", result.stdout
+    )
 
     result = ctl("renew", "healthcheck/lo", "-o", "json")
     data = json.loads(result.stdout)

@@ -45,12 +45,13 @@ def closed_port() -> Iterator[int]:
 
 
 @pytest.fixture
-def served(tmp_path: Path, tcp_port: int, closed_port: int) -> Iterator[ServeProcess]:
+def served(tmp_path: Path, tcp_listener: int, closed_port: int) -> Iterator[ServeProcess]:
     closed = closed_port
     with tempfile.TemporaryDirectory(prefix="rdc-") as short:
         base = Path(short)
         config = write_config(
-            tmp_path / "router.yaml", router_config(check("up", tcp_port), check("down", closed))
+            tmp_path / "router.yaml",
+            router_config(check("up", tcp_listener), check("down", closed)),
         )
         sp = ServeProcess(
             config,
@@ -72,7 +73,7 @@ def ctl(sp: ServeProcess, *args: str) -> Result:
     return CliRunner().invoke(main, ["--runtime-dir", str(sp.runtime_dir), *args])
 
 
-def test_status_is_the_router_at_a_glance(served: ServeProcess, tcp_port: int) -> None:
+def test_status_is_the_router_at_a_glance(served: ServeProcess, tcp_listener: int) -> None:
     res = ctl(served, "status")
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
@@ -109,11 +110,11 @@ def test_get_resources_events_daemons(served: ServeProcess) -> None:
     assert daemons.exit_code == 0 and daemons.output.count("Running") == 2
 
 
-def test_describe(served: ServeProcess, tcp_port: int) -> None:
+def test_describe(served: ServeProcess, tcp_listener: int) -> None:
     res = ctl(served, "describe", "HealthCheck/up")
     assert res.exit_code == 0, res.output
     assert "Phase:      Healthy" in res.output
-    assert f"port: {tcp_port}" in res.output
+    assert f"port: {tcp_listener}" in res.output
     assert "TargetReachable" in res.output and "Recent events:" in res.output
     assert ctl(served, "describe", "HealthCheck/nope").exit_code == 1
     assert ctl(served, "describe", "healthcheck/up").exit_code == 2

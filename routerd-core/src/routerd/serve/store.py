@@ -140,7 +140,8 @@ class _DeleteResource:
     key: str
 
 
-_COLUMNS = (
+#: Columns of ``events`` an insert fills, in order (also used by bench_serve).
+EVENT_COLUMNS = (
     "source",
     "epoch",
     "cursor",
@@ -153,9 +154,7 @@ _COLUMNS = (
     "resource_name",
     "attributes",
 )
-_INSERT_SQL = (
-    f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-)
+INSERT_EVENT_SQL = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
 
 
 def event_row(ev: Event, source: str, epoch: int) -> dict[str, Any]:
@@ -291,7 +290,9 @@ class EventStore:
             # violation means something else wrote: fall back row by row.
             conn: sqlite3.Connection = self.db.connection()  # type: ignore[no-untyped-call]
             try:
-                conn.executemany(_INSERT_SQL, [tuple(r[c] for c in _COLUMNS) for r in rows])
+                conn.executemany(
+                    INSERT_EVENT_SQL, [tuple(r[c] for c in EVENT_COLUMNS) for r in rows]
+                )
                 last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
                 for offset, row in enumerate(rows):
                     row["id"] = last - len(rows) + 1 + offset

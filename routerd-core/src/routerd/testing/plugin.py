@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+import socket
 import tempfile
+import threading
 
 import pytest
 
@@ -19,6 +21,36 @@ from routerd.testing.daemon import daemon_factory
 from routerd.testing.lab_fixtures import dhcp4_pair  # noqa: F401
 from routerd.testing.lab_fixtures import dhcp6_pair  # noqa: F401
 from routerd.testing.lab_fixtures import lab  # noqa: F401
+
+
+@pytest.fixture
+def tcp_listener() -> Iterator[int]:
+    """A loopback (127.0.0.1) TCP listener that accepts and closes; yields its port.
+
+    A probe target for tests that need a live TCP service and nothing more.
+    """
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(128)
+    srv.settimeout(0.1)  # so the thread notices the end of the test
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.close()
+
+    thread = threading.Thread(target=accept, name="tcp-listener", daemon=True)
+    thread.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    srv.close()
 
 
 @pytest.fixture

@@ -726,6 +726,56 @@ def test_zero_lifetimes_withdraw_a_prefix() -> None:
     assert client.binding is None and client.state is State.SOLICIT
 
 
+@pytest.mark.parametrize("phase", ["renew", "rebind"])
+def test_withdrawn_old_prefix_and_new_prefix_in_one_reply(phase: str) -> None:
+    # The ISP renumbers: the Reply gives the held prefix lifetimes 0 and
+    # delegates another one (RFC 9915 §18.2.10.1).
+    client, t = bound_client()
+    when = t + (1000 if phase == "renew" else 1600)
+    msg = advance(client, when)[-1][1]
+    client.receive(
+        server_msg(
+            MsgType.REPLY,
+            msg.transaction_id,
+            prefixes=((PFX_A, 0, 0), (PFX_B, 2000, 3000)),
+        ),
+        when + 0.5,
+    )
+    assert client.state is State.BOUND
+    b = client.binding
+    assert b is not None and b.prefix_strings() == (PFX_B,)
+    events = client.events()
+    (gone,) = of_type(events, PrefixExpired)
+    assert (gone.prefix, gone.reason) == (PFX_A, "Withdrawn")
+    (changed,) = of_type(events, PrefixChanged)
+    assert (changed.old, changed.new) == ((PFX_A,), (PFX_B,))
+    assert changed.attributes() == {"oldPrefix": PFX_A, "prefix": PFX_B}
+    # Nothing held was extended: the new prefix is bound, not renewed.
+    (bound,) = of_type(events, PrefixBound)
+    assert bound.prefixes == (PFX_B,)
+    assert of_type(events, PrefixRenewed) == of_type(events, PrefixRebound) == []
+    kinds = [type(e) for e in events if type(e) in (PrefixExpired, PrefixChanged, PrefixBound)]
+    assert kinds == [PrefixExpired, PrefixChanged, PrefixBound]
+
+
+def test_reply_renewing_one_and_adding_another_is_a_renewal() -> None:
+    client, t = bound_client()
+    (_, renew), *_ = advance(client, t + 1000)
+    client.receive(
+        server_msg(
+            MsgType.REPLY,
+            renew.transaction_id,
+            prefixes=((PFX_A, 2000, 3000), (PFX_B, 2000, 3000)),
+        ),
+        t + 1000.5,
+    )
+    events = client.events()
+    (renewed,) = of_type(events, PrefixRenewed)
+    assert renewed.prefixes == (PFX_A, PFX_B)
+    (changed,) = of_type(events, PrefixChanged)
+    assert (changed.old, changed.new) == ((), (PFX_B,))
+
+
 def test_no_prefix_avail_in_renew_reply_keeps_renewing() -> None:
     client, t = bound_client()
     (_, renew), *_ = advance(client, t + 1000)
@@ -763,9 +813,12 @@ def test_link_down_then_up_with_binding_rebinds() -> None:
     )
     assert client.state is State.BOUND
     events = client.events()
-    assert len(of_type(events, PrefixRebound)) == 1
+    # The Reply extended nothing held: PFX_B is bound (PFX_A runs out).
+    assert of_type(events, PrefixRebound) == []
+    (bound,) = of_type(events, PrefixBound)
+    assert bound.prefixes == (PFX_A, PFX_B)
     (changed,) = of_type(events, PrefixChanged)
-    assert changed.new == (PFX_B,)
+    assert (changed.old, changed.new) == ((PFX_A,), (PFX_B,))
 
 
 def test_link_up_rebind_uses_confirm_timing_then_keeps_leases() -> None:

@@ -259,6 +259,32 @@ def test_carrier_loss_and_return_rebinds_the_same_prefix(
     assert lan_addresses(lab) == address
 
 
+def test_renumbering_withdraws_the_old_prefix_and_binds_the_new(pd_lab: PdLab) -> None:
+    # Kea no longer serves the held prefix: its Reply to the Renew gives it
+    # lifetimes 0 and delegates one from the new pool (RFC 9915 §18.3.4).
+    lab = pd_lab
+    d = lab.daemon()
+    old = held_prefix(d.wait_for_phase("Applied", timeout=10))
+    head = d.head()
+    lab.kea.reconfigure(pd_pool=("2001:db8:200::", 48, 60))
+    assert d.command("renew").status == 200
+    changed = d.wait_for_event("routerd.dhcpv6.client.prefix.changed", since=head, timeout=8)
+    new = changed["attributes"]["prefix"]
+    assert ipaddress.IPv6Network(new).subnet_of(ipaddress.IPv6Network("2001:db8:200::/48"))
+    assert changed["attributes"]["oldPrefix"] == old
+    assert changed["message"] == f"prefix changed from {old} to {new}"
+    (expired,) = events_since(d, head, "routerd.dhcpv6.client.prefix.expired")
+    assert (expired["attributes"]["prefix"], expired["attributes"]["cause"]) == (old, "Withdrawn")
+    (bound,) = events_since(d, head, "routerd.dhcpv6.client.prefix.bound")
+    assert bound["attributes"]["prefix"] == new
+    assert events_since(d, head, "routerd.dhcpv6.client.prefix.renewed") == []
+    res = d.wait_for_phase("Applied", timeout=2)
+    assert held_prefix(res) == new
+    subnet = list(ipaddress.IPv6Network(new).subnets(new_prefix=64))[1]
+    assert lan_addresses(lab) == [f"{subnet.network_address + 1}/64"]
+    assert unreachable_routes(lab) == [new]
+
+
 def test_sigkill_and_restart_keeps_the_prefix_without_solicit(pd_lab: PdLab) -> None:
     lab, pair = pd_lab, pd_lab.pair
     d = lab.daemon()

@@ -478,10 +478,13 @@ class PrefixChanged:
     """Topic: routerd.dhcpv6.client.prefix.changed — a Reply delegated a
     prefix the client did not hold before, while it held others.
 
-    The old prefixes stay in the binding until their own valid lifetime ends
-    (RFC 9915 §18.2.10.1), so downstream can deprecate them gracefully.
+    Old prefixes the server left out stay in the binding until their own
+    valid lifetime ends (RFC 9915 §18.2.10.1), so downstream can deprecate
+    them gracefully; withdrawn ones (lifetimes 0) are gone at once (a
+    :class:`PrefixExpired` with reason ``"Withdrawn"`` precedes this event).
 
-    :ivar old: previously held prefixes that the Reply did not mention.
+    :ivar old: previously held prefixes that the Reply did not renew:
+        withdrawn, or not mentioned.
     :ivar new: prefixes in the Reply that were not held before.
     """
 
@@ -1473,15 +1476,24 @@ class PdClient:
         self._goto(State.BOUND, _type_name(msg.msg_type).capitalize())
         if old is not None and old.server_duid != server_duid:
             self._emit(ServerChanged(old.server_duid.hex(), server_duid.hex()))
-        if old is not None and old.prefixes and fresh:
-            reply_keys = {str(p.network) for p in ia.prefixes}
-            gone = tuple(p for p in old.prefix_strings() if p not in reply_keys)
+        # What this Reply extended: the held prefixes it gave lifetimes again.
+        # Withdrawn (lifetimes 0) and unmentioned ones were not renewed.
+        extended = {str(p.network) for p in ia.prefixes if p.valid and p.preferred <= p.valid}
+        held_before = old.prefix_strings() if old is not None else ()
+        renewed = [p for p in held_before if p in extended]
+        if held_before and fresh:
+            # The old prefixes are the ones this Reply did not renew: withdrawn
+            # with lifetimes 0, or left out (they then run to their own valid
+            # lifetime, RFC 9915 §18.2.10.1).
+            gone = tuple(p for p in held_before if p not in extended)
             self._emit(PrefixChanged(gone, tuple(fresh)))
         kind: type[PrefixBound] = PrefixBound
-        if old_state is State.RENEW:
+        if renewed and old_state is State.RENEW:
             kind = PrefixRenewed
-        elif old_state is State.REBIND:
+        elif renewed and old_state is State.REBIND:
             kind = PrefixRebound
+        # Otherwise nothing held was extended: the Reply delegated a new
+        # prefix, which is bound, not renewed.
         valid = min(p.valid for p in prefixes)
         self._emit(kind(tuple(merged), server_duid.hex(), valid))
 

@@ -94,6 +94,10 @@ def test_events_params(client: falcon.testing.TestClient, backend: Backend) -> N
     }
     big = client.simulate_get("/v1/events", params={"limit": "5000"}).json
     assert len(big["events"]) == 3, "limit above the maximum is capped, not an error"
+    huge = client.simulate_get("/v1/events", params={"limit": "9" * 5000, "since": "0" * 30})
+    assert len(huge.json["events"]) == 3, "however many digits"
+    top = client.simulate_get("/v1/events", params={"since": str(2**63 - 1)}).json
+    assert top["reset"] is True and len(top["events"]) == 3, "the largest cursor is a cursor"
 
 
 @pytest.mark.parametrize(
@@ -106,6 +110,19 @@ def test_events_params(client: falcon.testing.TestClient, backend: Backend) -> N
         ("topic=a..b", "topic"),
         ("topic=", "topic"),
         ("tail=yesno", "tail"),
+        # str.isdigit() takes these; int() takes the second: strict ASCII refuses both
+        ("since=%C2%B2", "since"),
+        ("since=%D9%A3", "since"),
+        ("limit=%C2%B2", "limit"),
+        ("limit=%EF%BC%91", "limit"),
+        ("wait=%D9%A3", "wait"),
+        ("since=9223372036854775808", "since"),  # 2**63: beyond SQLite's INTEGER
+        ("since=" + "9" * 5000, "since"),  # int() refuses over 4300 digits
+        ("limit=0", "limit"),
+        ("topic=" + ".".join(["**"] * 33), "topic"),  # over 32 segments
+        ("topic=" + "a" * 257, "topic"),  # over 256 characters
+        ("topic=" + ",".join(["a.*"] * 33), "topic"),  # over 32 globs
+        ("topic=" + "&topic=".join(["a.*"] * 33), "topic"),
     ],
 )
 def test_bad_params(client: falcon.testing.TestClient, qs: str, param: str) -> None:
@@ -153,7 +170,31 @@ def test_commands(client: falcon.testing.TestClient, backend: Backend) -> None:
         400,
     )
     error(client.simulate_post("/v1/commands/renew", body="x" * 70000), 413)
+    for nested in ("[" * 30_000 + "]" * 30_000, '{"a":' * 10_000 + "1" + "}" * 10_000):
+        body = error(client.simulate_post("/v1/commands/renew", body=nested), 400)
+        assert "deeper than 32" in body["description"], "no RecursionError, no 500"
+    deep = {"a": 1}
+    for _ in range(31):
+        deep = {"a": deep}
+    ok = client.simulate_post("/v1/commands/renew", json=deep)
+    assert ok.status_code == 200, "32 levels are fine"
+    body = error(client.simulate_post("/v1/commands/renew", json={"a": deep}), 400)
+    assert "deeper than 32" in body["description"]
     body = error(client.simulate_post("/v1/commands/crash"), 500)
     assert "bug" not in body["description"], "internals are not echoed"
     backend.stopping = True
     error(client.simulate_post("/v1/commands/renew"), 503)
+
+
+def test_a_pathological_glob_costs_linear_time(
+    client: falcon.testing.TestClient, backend: Backend
+) -> None:
+    for i in range(1000):
+        backend.eventlog.append(f"routerd.widget.client.lease.n{i % 9}.renewed", reason="R")
+    glob = ".".join(["**"] * 31) + ".zzz"  # 32 segments: the most a glob may have
+    t0 = time.monotonic()
+    body = client.simulate_get("/v1/events", params={"topic": glob}).json
+    elapsed = time.monotonic() - t0
+    assert body["events"] == [] and body["cursor"] == "1000"
+    # A backtracking matcher took 12 s for 26 '**' over a few hundred events.
+    assert elapsed < 1.0, f"{elapsed:.2f} s for one query"

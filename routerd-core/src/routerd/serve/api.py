@@ -13,13 +13,14 @@ from typing import Protocol
 import falcon
 
 from routerd.daemon.api import WaiterSlots
-from routerd.daemon.api import _error_serializer
-from routerd.daemon.api import _read_args
-from routerd.daemon.api import _unexpected
-from routerd.daemon.api import parse_cursor
-from routerd.daemon.api import parse_topics
-from routerd.daemon.api import parse_wait
+from routerd.daemon.eventlog import MAX_WAIT
 from routerd.errors import CommandRejected
+from routerd.httpapi import configure_app
+from routerd.httpapi import parse_cursor
+from routerd.httpapi import parse_limit
+from routerd.httpapi import parse_topics
+from routerd.httpapi import parse_wait
+from routerd.httpapi import read_json_object
 from routerd.serve.store import EventStore
 
 PREFIX = "/api/control.routerd.net/v1alpha1"
@@ -46,14 +47,7 @@ class ServeBackend(Protocol):
 
 
 def _limit(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return DEFAULT_LIMIT
-    if not raw.isdigit() or int(raw) < 1:
-        raise falcon.HTTPBadRequest(
-            title="Invalid parameter",
-            description=f"'limit': must be an integer from 1 to {MAX_LIMIT}",
-        )
-    return min(int(raw), MAX_LIMIT)
+    return parse_limit(raw, DEFAULT_LIMIT, MAX_LIMIT)
 
 
 def _resource(raw: str | None) -> tuple[str, str] | None:
@@ -107,7 +101,7 @@ class Events:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         since = parse_cursor(req.get_param("since"))
-        wait = parse_wait(req.get_param("wait"))
+        wait = parse_wait(req.get_param("wait"), MAX_WAIT)
         limit = _limit(req.get_param("limit"))
         topics = parse_topics(req.get_param_as_list("topic") or [])
         resource = _resource(req.get_param("resource"))
@@ -156,7 +150,7 @@ class Command:
     def on_post(
         self, req: falcon.Request, resp: falcon.Response, kind: str, name: str, command: str
     ) -> None:
-        status, body = self.backend.forward_command(kind, name, command, _read_args(req))
+        status, body = self.backend.forward_command(kind, name, command, read_json_object(req))
         resp.status = falcon.code_to_http_status(status)
         resp.data = json.dumps(body).encode()
         resp.content_type = falcon.MEDIA_JSON
@@ -176,10 +170,7 @@ def create_control_app(
     backend: ServeBackend, read_only: bool = False
 ) -> falcon.App[falcon.Request, falcon.Response]:
     app = falcon.App(middleware=[ReadOnly()] if read_only else [])
-    app.req_options.auto_parse_qs_csv = False
-    app.req_options.strip_url_path_trailing_slash = True
-    app.set_error_serializer(_error_serializer)
-    app.add_error_handler(Exception, _unexpected)
+    configure_app(app)
     app.add_route(f"{PREFIX}/status", Status(backend))
     app.add_route(f"{PREFIX}/resources", Resources(backend))
     app.add_route(f"{PREFIX}/resources/{{kind}}/{{name}}", Resource(backend))

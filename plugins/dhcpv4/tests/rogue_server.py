@@ -12,6 +12,12 @@ and send malformed frames to it, then print what it sent as JSON:
 
 It never sends a reply that matches the client's exchange: it must not be
 a competing server, only noise.
+
+``python rogue_server.py --serve IFNAME CLIENT_MAC SECONDS``: a hostile
+server instead. It answers the client's DISCOVER with an OFFER and its
+REQUEST with an ACK for ``ROGUE_OFFER``, both carrying a subnet mask of
+0.0.0.0 and the routers in ``HOSTILE_ROUTERS`` (unspecified, loopback,
+multicast, then one usable), and prints ``served`` per ACK.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import json
 import socket
 import sys
 import time
+from typing import Any
 
 from routerd_dhcpv4.codec import BOOTREPLY
 from routerd_dhcpv4.codec import DecodeError
@@ -34,7 +41,10 @@ ROGUE_IP = "192.0.2.99"
 ROGUE_OFFER = "192.0.2.66"
 
 
-def reply(xid: int, chaddr: bytes, mtype: int) -> bytes:
+HOSTILE_ROUTERS = ("0.0.0.0", "127.0.0.1", "224.0.0.1", "192.0.2.1")
+
+
+def reply(xid: int, chaddr: bytes, mtype: int, *, hostile: bool = False) -> bytes:
     msg = DhcpMessage(
         op=BOOTREPLY,
         xid=xid,
@@ -44,14 +54,44 @@ def reply(xid: int, chaddr: bytes, mtype: int) -> bytes:
         message_type=mtype,
         server_id=ROGUE_IP,
         lease_time=3600,
-        subnet_mask="255.255.255.0",
-        routers=(ROGUE_IP,),
+        subnet_mask="0.0.0.0" if hostile else "255.255.255.0",
+        routers=HOSTILE_ROUTERS if hostile else (ROGUE_IP,),
     )
     return encode(msg)
 
 
+def serve(sock: socket.socket, frame: Any, client_mac: bytes, deadline: float) -> None:
+    """Answer the client's exchange with hostile values."""
+    answers: dict[int, int] = {
+        MessageType.DISCOVER: MessageType.OFFER,
+        MessageType.REQUEST: MessageType.ACK,
+    }
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            continue
+        try:
+            f = parse_frame(data, verify_checksums=False)
+            if f.udp_dport != 67 or data[6:12] != client_mac:
+                continue
+            msg = decode(f.payload)
+        except (DecodeError, ValueError):
+            continue
+        answer = answers.get(msg.message_type or 0)
+        if answer is None:
+            continue
+        sock.send(frame(reply(msg.xid, client_mac, answer, hostile=True)))
+        if answer == MessageType.ACK:
+            print("served", flush=True)
+
+
 def main() -> int:
-    ifname, client_mac_text, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    args = sys.argv[1:]
+    hostile = args[:1] == ["--serve"]
+    if hostile:
+        args = args[1:]
+    ifname, client_mac_text, seconds = args[0], args[1], float(args[2])
     client_mac = bytes.fromhex(client_mac_text.replace(":", ""))
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
     sock.bind((ifname, 0x0800))
@@ -77,6 +117,9 @@ def main() -> int:
     other_mac = b"\x02\x00\x00\x00\x00\x01"
     deadline = time.monotonic() + seconds
     print("ready", flush=True)
+    if hostile:
+        serve(sock, frame, client_mac, deadline)
+        return 0
     while time.monotonic() < deadline:
         try:
             data = sock.recv(65536)

@@ -37,11 +37,13 @@ from routerd_dhcpv4.events import LeaseExpired
 from routerd_dhcpv4.events import LeaseRebound
 from routerd_dhcpv4.events import LeaseRenewed
 from routerd_dhcpv4.events import Nak
+from routerd_dhcpv4.events import OptionRejected
 from routerd_dhcpv4.events import PacketDropped
 from routerd_dhcpv4.events import PacketSent
 from routerd_dhcpv4.events import Released
 from routerd_dhcpv4.events import StateChanged
 from routerd_dhcpv4.lease import Lease
+from routerd_dhcpv4.lease import RejectedValue
 
 MAC = bytes.fromhex("020000000001")
 SERVER = "192.0.2.1"
@@ -1131,6 +1133,94 @@ def test_ack_with_an_unusable_address_is_dropped() -> None:
     core.receive(reply(request, MessageType.ACK, yiaddr="127.0.0.1"), 0.1)
     assert core.state is State.REQUESTING
     assert core.counters["dropped"] == {"bad_yiaddr": 2}
+
+
+def test_hostile_ack_values_are_left_out_counted_and_reported() -> None:
+    # A broken or hostile server: a /0 mask, routers that are unspecified,
+    # loopback, multicast, broadcast or the client itself, such DNS servers,
+    # a broadcast address outside the subnet.
+    core = make()
+    lease = bind(
+        core,
+        subnet_mask="0.0.0.0",
+        routers=("0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255", ADDR, "192.0.2.254"),
+        dns_servers=("0.0.0.0", "192.0.2.53", "239.1.1.1"),
+        ntp_servers=("127.0.0.53",),
+        broadcast_address="198.51.100.255",
+    )
+    assert lease.prefixlen == 24, "a 0.0.0.0 mask falls back to the classful length"
+    assert lease.interface_address == f"{ADDR}/24"
+    assert lease.routers == ("192.0.2.254",)
+    assert lease.effective_routes() == (("0.0.0.0/0", "192.0.2.254"),)
+    assert lease.dns == ("192.0.2.53",) and lease.ntp == () and lease.broadcast is None
+    assert core.counters["rejected"] == {
+        "subnetMask": 1,
+        "routers": 5,
+        "dns": 2,
+        "ntp": 1,
+        "broadcast": 1,
+    }
+    assert RejectedValue(1, "subnetMask", "0.0.0.0", "zero_mask") in lease.rejected
+
+
+def test_rejected_values_are_reported_once_per_option_before_the_binding() -> None:
+    core = make()
+    core.start(0.0)
+    core.receive(reply(one(core), MessageType.OFFER), 0.0)
+    core.receive(
+        reply(one(core), MessageType.ACK, routers=("0.0.0.0", "127.0.0.1"), subnet_mask="0.0.0.0"),
+        0.1,
+    )
+    events = core.events()
+    rejected = of_type(events, OptionRejected)
+    assert [(e.option, e.name, e.values, e.reasons) for e in rejected] == [
+        (1, "subnetMask", ("0.0.0.0",), ("zero_mask",)),
+        (3, "routers", ("0.0.0.0", "127.0.0.1"), ("unspecified", "loopback")),
+    ]
+    assert {(e.server_id, e.address) for e in rejected} == {(SERVER, f"{ADDR}/24")}
+    assert events.index(rejected[-1]) < events.index(of_type(events, LeaseBound)[0])
+    assert rejected[0].topic == "routerd.dhcpv4.client.option.rejected"
+    assert json.loads(json.dumps(rejected[1].attributes()))["values"] == ["0.0.0.0", "127.0.0.1"]
+    # Every renewal that carries them again counts them again.
+    core.renew(10.0)
+    core.receive(reply(one(core), MessageType.ACK, routers=("127.0.0.1", SERVER)), 10.0)
+    assert core.counters["rejected"] == {"subnetMask": 1, "routers": 3}
+    assert core.lease is not None and core.lease.routers == (SERVER,)
+
+
+def test_classless_routes_with_unusable_gateways_or_destinations_are_left_out() -> None:
+    routes = (
+        ("0.0.0.0/0", "127.0.0.1"),
+        ("127.0.0.0/8", "192.0.2.1"),
+        ("224.0.0.0/4", "192.0.2.1"),
+        ("198.51.100.0/24", "0.0.0.0"),  # on-link (RFC 3442): kept
+        ("203.0.113.0/24", "192.0.2.1"),
+    )
+    core = make()
+    lease = bind(core, classless_routes=routes)
+    assert lease.classless_routes == routes[3:]
+    assert lease.effective_routes() == routes[3:]
+    assert [(r.value, r.reason) for r in lease.rejected] == [
+        ("0.0.0.0/0 via 127.0.0.1", "loopback"),
+        ("127.0.0.0/8 via 192.0.2.1", "destination_loopback"),
+        ("224.0.0.0/4 via 192.0.2.1", "destination_multicast"),
+    ]
+    # Nothing of option 121 usable: it counts as absent, option 3 applies.
+    lease = bind(make(), classless_routes=routes[:1])
+    assert lease.effective_routes() == (("0.0.0.0/0", SERVER),)
+
+
+def test_malformed_lease_options_are_counted_as_rejected() -> None:
+    core = make()
+    core.start(0.0)
+    core.receive(reply(one(core), MessageType.OFFER), 0.0)
+    ack = reply(one(core), MessageType.ACK, subnet_mask=None, options={1: b"\xff\x00\xff\x00"})
+    core.receive_payload(encode(ack), 0.1)
+    lease = core.lease
+    assert lease is not None and lease.prefixlen == 24, "non-contiguous: classful"
+    assert core.counters["rejected"] == {"subnetMask": 1}
+    (event,) = of_type(core.events(), OptionRejected)
+    assert (event.values, event.reasons) == (("ff00ff00",), ("malformed",))
 
 
 @pytest.mark.parametrize(

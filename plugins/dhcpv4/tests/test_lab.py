@@ -8,8 +8,10 @@ phases and events through the daemon's own API, never on bare sleeps.
 from __future__ import annotations
 
 from collections.abc import Iterator
+import os
 from pathlib import Path
 import re
+import signal
 import sys
 from typing import Any
 
@@ -28,6 +30,20 @@ from routerd.testing.servers import KeaDhcp4
 pytestmark = pytest.mark.netns
 
 ENV = {"ROUTERD_PLUGINS": "dhcpv4"}
+# A burst of undecodable DHCP frames (UDP 67 -> 68) to one MAC, from one
+# packet socket: ``FLOOD IFNAME MAC COUNT``.
+FLOOD = r"""
+import socket, sys
+from routerd_dhcpv4.codec import build_frame
+ifname, mac, count = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", "")), int(sys.argv[3])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0x0800))
+frame = build_frame(b"\x02\x01\x06\x00" + b"\xee" * 50, src_mac=s.getsockname()[4],
+    dst_mac=mac, src_ip="192.0.2.99", dst_ip="255.255.255.255", sport=67, dport=68)
+for _ in range(count):
+    s.send(frame)
+print("sent", count)
+"""
 POOL = ("192.0.2.100", "192.0.2.200")
 ROGUE = Path(__file__).with_name("rogue_server.py")
 
@@ -176,6 +192,57 @@ def test_dnsmasq_acquire_with_rapid_commit_mtu_and_search(
     assert ip in [x["address"] for x in dnsmasq.leases()]
     d.stop()
     assert dhcp4_pair.client.link("wan0")["mtu"] == 1500, "the original MTU is restored"
+
+
+@pytest.mark.parametrize("ipv6", [True, False], ids=["ipv6-on", "ipv6-off"])
+def test_mtu_576_never_takes_ipv6_off_the_wan(
+    ipv6: bool, dhcp4_pair: Dhcp4Pair, routerd_daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    # Some ISPs send option 26 = 576. Linux removes IPv6 (and the link-local
+    # address DHCPv6 needs) from an interface below 1280, so with IPv6 on the
+    # MTU stops at 1280, as systemd-networkd does.
+    require_netns_prereqs(["dnsmasq"])
+    client = dhcp4_pair.client
+    if not ipv6:
+        client.sysctl({"net.ipv6.conf.wan0.disable_ipv6": "1"})
+    link_local = client.link_local("wan0")
+    assert (link_local is not None) == ipv6
+    server = Dnsmasq(
+        dhcp4_pair.server,
+        dhcp4_pair.server_if,
+        tmp_path / "dnsmasq",
+        dns_port=0,
+        extra_args=("--dhcp-option=option:mtu,576",),
+    ).start()
+    try:
+        d = start_client(routerd_daemon, dhcp4_pair, tmp_path)
+        res = d.wait_for_phase("Applied", timeout=15)
+        assert_applied(dhcp4_pair, res)
+        obs = res["observed"]
+        assert obs["mtu"] == 576, "observed.mtu is what the server sent"
+        if ipv6:
+            assert client.link("wan0")["mtu"] == 1280
+            assert client.link_local("wan0") == link_local, "the link-local address stays"
+        cond = conditions(res)["MtuApplied"]
+        if ipv6:
+            assert obs["applied"]["mtu"] == 1280 and obs["mtuClamped"] is True
+            assert (cond["status"], cond["reason"]) == ("True", "ClampedForIPv6")
+            assert "576" in cond["message"] and "1280" in cond["message"]
+            (clamped,) = d.events(topic="routerd.dhcpv4.client.mtu.clamped")["events"]
+            assert clamped["severity"] == "warning"
+            assert (clamped["attributes"]["mtu"], clamped["attributes"]["appliedMtu"]) == (
+                576,
+                1280,
+            )
+        else:
+            assert client.link("wan0")["mtu"] == 576, "no IPv6 on wan0: nothing to protect"
+            assert obs["applied"]["mtu"] == 576 and obs["mtuClamped"] is False
+            assert (cond["status"], cond["reason"]) == ("True", "Applied")
+            assert d.events(topic="routerd.dhcpv4.client.mtu.clamped")["events"] == []
+        d.stop()
+        assert client.link("wan0")["mtu"] == 1500, "the original MTU is restored"
+    finally:
+        server.stop()
 
 
 # -- timers: renew at T1, outage, expiry, recovery -------------------------------
@@ -404,6 +471,76 @@ def test_rogue_responder_does_not_disturb_the_lease(
     assert d.get("/v1/healthz").status == 200
     assert d.status()["runtime"]["engine"]["callbackErrors"] == 0
     assert addresses(dhcp4_pair) == [cidr]
+
+
+def test_hostile_server_mask_and_routers_are_not_installed(
+    dhcp4_pair: Dhcp4Pair, routerd_daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    # The only server on the link sends a subnet mask of 0.0.0.0 and routers
+    # 0.0.0.0, 127.0.0.1, 224.0.0.1 before a usable one.
+    mac = dhcp4_pair.client.link_mac(dhcp4_pair.client_if)
+    hostile = dhcp4_pair.lab.spawn(
+        dhcp4_pair.server,
+        [sys.executable, "-u", str(ROGUE), "--serve", dhcp4_pair.server_if, mac, "30"],
+        tmp_path / "hostile.log",
+    )
+    hostile.wait_for_log("ready", timeout=10)
+    d = start_client(routerd_daemon, dhcp4_pair, tmp_path)
+    res = d.wait_for_phase("Applied", timeout=15)
+    hostile.wait_for_log("served", timeout=1)
+    assert addresses(dhcp4_pair) == ["192.0.2.66/24"], "classful, never a /0"
+    routes = [
+        (r.get("dst"), r.get("gateway"), r["dev"], r.get("protocol"))
+        for r in dhcp4_pair.client.routes()
+    ]
+    assert ("default", "192.0.2.1", "wan0", "dhcp") in routes
+    assert [r for r in routes if r[0] == "default"] == [("default", "192.0.2.1", "wan0", "dhcp")]
+    assert not [r for r in routes if "127." in str(r) or "224." in str(r)], routes
+    obs = res["observed"]
+    assert obs["address"] == "192.0.2.66/24" and obs["routers"] == ["192.0.2.1"]
+    counters = obs["counters"]
+    assert counters["rejected"] == 4
+    assert counters["rejectedByOption"] == {"subnetMask": 1, "routers": 3}
+    warnings = d.events(topic="routerd.dhcpv4.client.option.rejected")["events"]
+    got = {e["attributes"]["optionName"]: e for e in warnings}
+    assert set(got) == {"subnetMask", "routers"}
+    assert all(e["severity"] == "warning" for e in warnings)
+    assert got["routers"]["attributes"]["value"] == "0.0.0.0,127.0.0.1,224.0.0.1"
+    assert got["routers"]["attributes"]["why"] == "unspecified,loopback,multicast"
+    assert got["subnetMask"]["attributes"]["why"] == "zero_mask"
+    assert got["routers"]["attributes"]["serverId"] == "192.0.2.99"
+    d.stop()
+    hostile.stop()
+
+
+def test_kernel_drops_of_a_burst_are_counted(
+    dhcp4_pair: Dhcp4Pair, routerd_daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    # The daemon cannot read (SIGSTOP) while a burst arrives: its packet
+    # socket's buffer fills and the kernel drops the rest. Every frame must
+    # show up, read and dropped as undecodable, or in kernelDrops.
+    d = start_client(routerd_daemon, dhcp4_pair, tmp_path)
+    res = d.wait_for_phase("Pending", timeout=10)
+    assert res["observed"]["linkReady"] and res["observed"]["counters"]["kernelDrops"] == 0
+    mac = dhcp4_pair.client.link_mac(dhcp4_pair.client_if)
+    burst = 5000
+    os.kill(d.pid, signal.SIGSTOP)
+    try:
+        out = dhcp4_pair.server.run([sys.executable, "-c", FLOOD, "srv0", mac, str(burst)])
+    finally:
+        os.kill(d.pid, signal.SIGCONT)
+    assert out.stdout.split() == ["sent", str(burst)]
+
+    def accounted() -> dict[str, int] | None:
+        counters = d.resource_status()["observed"]["counters"]
+        read = counters["droppedByReason"].get("decode_error", 0)
+        drops = counters["kernelDrops"]
+        return {"read": read, "kernelDrops": drops} if read + drops >= burst else None
+
+    seen = poll(accounted, 15, f"{burst} frames read or counted as kernel drops")
+    assert seen["kernelDrops"] > 0 and seen["read"] + seen["kernelDrops"] == burst, seen
+    print(f"burst of {burst}: {seen['read']} read, {seen['kernelDrops']} dropped by the kernel")
+    assert d.get("/v1/healthz").status == 200
 
 
 # -- the link --------------------------------------------------------------------------

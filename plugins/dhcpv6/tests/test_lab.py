@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 import ipaddress
 import json
+import os
 import re
+import signal
 import sys
 from typing import Any
 
@@ -70,6 +72,21 @@ for item in spec["datagrams"]:
     s.sendto(bytes.fromhex(item["hex"]), (spec["client"], 546, 0, index))
     s.close()
 print("sent", len(spec["datagrams"]))
+"""
+
+
+# A burst of one-byte (undecodable) datagrams from port 547 to the client's
+# port 546, from one socket: ``FLOOD SOURCE CLIENT IFNAME COUNT``.
+FLOOD = r"""
+import socket, sys
+source, client, ifname, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((source, 547))
+dest = (client, 546, 0, socket.if_nametoindex(ifname))
+for _ in range(count):
+    s.sendto(b"\x07", dest)
+print("sent", count)
 """
 
 
@@ -278,8 +295,13 @@ def test_renumbering_withdraws_the_old_prefix_and_binds_the_new(pd_lab: PdLab) -
     (bound,) = events_since(d, head, "routerd.dhcpv6.client.prefix.bound")
     assert bound["attributes"]["prefix"] == new
     assert events_since(d, head, "routerd.dhcpv6.client.prefix.renewed") == []
+    # The status is published at the end of the step that emitted the events.
+    poll(
+        lambda: [p["prefix"] for p in d.resource_status()["observed"]["prefixes"]] == [new],
+        2,
+        f"status holding only {new}",
+    )
     res = d.wait_for_phase("Applied", timeout=2)
-    assert held_prefix(res) == new
     subnet = list(ipaddress.IPv6Network(new).subnets(new_prefix=64))[1]
     assert lan_addresses(lab) == [f"{subnet.network_address + 1}/64"]
     assert unreachable_routes(lab) == [new]
@@ -438,6 +460,39 @@ def test_rogue_replies_do_not_disturb_the_binding(pd_lab: PdLab) -> None:
     )
     res = d.wait_for_phase("Applied", timeout=2)
     assert held_prefix(res) == prefix
+
+
+def test_kernel_drops_of_a_burst_are_counted(pd_lab: PdLab) -> None:
+    # The daemon cannot read (SIGSTOP) while a burst arrives: its socket's
+    # buffer fills and the kernel drops the rest. Every datagram must show
+    # up, read and dropped as malformed, or in kernelDrops.
+    lab, pair = pd_lab, pd_lab.pair
+    d = lab.daemon()
+    res = d.wait_for_phase("Applied", timeout=10)
+    assert res["observed"]["counters"]["kernelDrops"] == 0
+    source = "2001:db8:1::99"
+    pair.server.addr_add("srv0", f"{source}/64", "nodad")
+    client_ll = pair.client.link_local("wan0")
+    assert client_ll is not None
+    burst = 5000
+    os.kill(d.pid, signal.SIGSTOP)
+    try:
+        out = pair.server.run([sys.executable, "-c", FLOOD, source, client_ll, "srv0", str(burst)])
+    finally:
+        os.kill(d.pid, signal.SIGCONT)
+    assert out.stdout.split() == ["sent", str(burst)]
+
+    def accounted() -> dict[str, int] | None:
+        counters = d.resource_status()["observed"]["counters"]
+        read = counters["dropped"].get("malformed", 0)
+        drops = counters["kernelDrops"]
+        return {"read": read, "kernelDrops": drops} if read + drops >= burst else None
+
+    seen = poll(accounted, 15, f"{burst} datagrams read or counted as kernel drops")
+    assert seen["kernelDrops"] > 0 and seen["read"] + seen["kernelDrops"] == burst, seen
+    print(f"burst of {burst}: {seen['read']} read, {seen['kernelDrops']} dropped by the kernel")
+    res = d.wait_for_phase("Applied", timeout=2)
+    assert d.get("/v1/healthz").status == 200
 
 
 def test_missing_downstream_is_an_error_until_it_appears(

@@ -77,3 +77,27 @@ def test_port_already_taken_on_the_interface() -> None:
     finally:
         holder.close()
         first.close()
+
+
+@needs_root
+def test_a_burst_that_overflows_the_buffer_is_counted_as_kernel_drops() -> None:
+    server_port, client_port = free_port(), free_port()
+    t = Transport("lo", port=client_port, server_port=server_port, rcvbuf=4096)
+    t.open()
+    burst = 300
+    good = sender(server_port)
+    try:
+        for _ in range(burst):
+            good.sendto(b"\x07" + bytes(299), ("::1", client_port))
+        got: list[tuple[bytes, str]] = []
+        while batch := t.receive():
+            got += batch
+        drops = t.kernel_drops
+        assert 0 < len(got) < burst // 10
+        assert len(got) + drops == burst, (len(got), drops)
+        # The count survives a reopen (the interface was re-created).
+        t.reopen()
+        assert t.kernel_drops == drops and t.receive() == []
+    finally:
+        good.close()
+        t.close()

@@ -21,6 +21,15 @@ from typing import Any
 RTPROT_DHCP = 16
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
+#: RFC 8200 §5: every link carrying IPv6 has an MTU of at least 1280. Linux
+#: removes IPv6 from an interface whose MTU is set below it (addrconf on
+#: NETDEV_CHANGEMTU): its link-local address and routes disappear.
+IPV6_MIN_MTU = 1280
+# Address flags (linux/if_addr.h).
+IFA_F_OPTIMISTIC = 0x04
+IFA_F_DADFAILED = 0x08
+IFA_F_TENTATIVE = 0x40
+_PROC_IPV6_DEFAULT = "/proc/sys/net/ipv6/conf/default/disable_ipv6"
 
 
 class ApplyError(OSError):
@@ -44,6 +53,64 @@ class LinkState:
     def ready(self) -> bool:
         """Up with carrier: packets can flow."""
         return self.exists and self.admin_up and self.carrier
+
+
+@dataclass(frozen=True)
+class LinkLocal:
+    """Whether an interface can send IPv6 from a link-local address.
+
+    :ivar name: the interface.
+    :ivar ipv6: IPv6 is on: the interface has an IPv6 device and
+        ``disable_ipv6`` is 0 (Linux drops the device below an MTU of 1280).
+    :ivar address: a link-local address the kernel will send from (not
+        tentative unless optimistic, not DAD-failed), or None.
+    :ivar tentative: a link-local address is still in duplicate address
+        detection (RFC 4862 §5.4); it becomes usable in about a second.
+    :ivar dad_failed: duplicate address detection failed for it.
+    :ivar mtu: the interface's MTU.
+    """
+
+    name: str
+    ipv6: bool
+    address: str | None = None
+    tentative: bool = False
+    dad_failed: bool = False
+    mtu: int | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.address is not None
+
+    @property
+    def reason(self) -> str:
+        """``Available``, ``IPv6Disabled``, ``DadFailed``, ``Tentative`` or ``NoLinkLocal``."""
+        if self.address is not None:
+            return "Available"
+        if not self.ipv6:
+            return "IPv6Disabled"
+        if self.dad_failed:
+            return "DadFailed"
+        if self.tentative:
+            return "Tentative"
+        return "NoLinkLocal"
+
+    @property
+    def message(self) -> str:
+        name = self.name
+        if self.address is not None:
+            return f"{self.address} on {name}"
+        if not self.ipv6:
+            if self.mtu is not None and self.mtu < IPV6_MIN_MTU:
+                return (
+                    f"IPv6 is off on {name}: its MTU {self.mtu} is below {IPV6_MIN_MTU}, "
+                    "the IPv6 minimum"
+                )
+            return f"IPv6 is disabled on {name} (disable_ipv6)"
+        if self.dad_failed:
+            return f"the link-local address of {name} is a duplicate (DAD failed)"
+        if self.tentative:
+            return f"the link-local address of {name} is tentative (DAD in progress)"
+        return f"{name} has no IPv6 link-local address"
 
 
 @dataclass(frozen=True)
@@ -234,10 +301,66 @@ class NetApplier:
             )
         return out
 
-    def set_mtu(self, ifname: str, mtu: int) -> None:
+    def ipv6_enabled(self, ifname: str) -> bool:
+        """True when IPv6 is on for ``ifname`` (or would be, see below).
+
+        Read from the link's ``IFLA_AF_SPEC`` (``disable_ipv6`` of its IPv6
+        device), so it is right for the namespace of this applier. An
+        interface without an IPv6 device (its MTU is already below 1280)
+        gets IPv6 back when the MTU is raised if the namespace default
+        (``conf/default/disable_ipv6``, read from the calling process's
+        namespace) says so.
+        """
+        index = self._index(ifname)
+        msgs = self._ipr.get_links(index)
+        conf = msgs[0].get(("IFLA_AF_SPEC", "AF_INET6", "IFLA_INET6_CONF")) if msgs else None
+        if isinstance(conf, dict) and "disable_ipv6" in conf:
+            return int(conf["disable_ipv6"]) == 0
+        try:
+            with open(_PROC_IPV6_DEFAULT) as f:
+                return f.read().strip() == "0"
+        except OSError:
+            return False  # no IPv6 in this kernel
+
+    def link_local(self, ifname: str) -> LinkLocal:
+        """The interface's link-local address state (:class:`LinkLocal`)."""
+        found = self._ipr.link_lookup(ifname=ifname)
+        if not found:
+            return LinkLocal(ifname, ipv6=False)
+        msgs = self._ipr.get_links(found[0])
+        mtu = msgs[0].get("IFLA_MTU") if msgs else None
+        conf = msgs[0].get(("IFLA_AF_SPEC", "AF_INET6", "IFLA_INET6_CONF")) if msgs else None
+        if not isinstance(conf, dict) or int(conf.get("disable_ipv6", 1)) != 0:
+            return LinkLocal(ifname, ipv6=False, mtu=mtu)
+        tentative = dad_failed = False
+        for addr in self._ipr.get_addr(index=found[0], family=socket.AF_INET6):
+            ip = ipaddress.IPv6Address(str(addr.get("IFA_ADDRESS")))
+            if not ip.is_link_local:
+                continue
+            flags = int(addr.get("IFA_FLAGS") or addr["flags"])
+            if flags & IFA_F_DADFAILED:
+                dad_failed = True
+            elif flags & IFA_F_TENTATIVE and not flags & IFA_F_OPTIMISTIC:
+                tentative = True
+            else:
+                # An optimistic address may be used as a source (RFC 4429 §3.1).
+                return LinkLocal(ifname, ipv6=True, address=str(ip), mtu=mtu)
+        return LinkLocal(ifname, ipv6=True, tentative=tentative, dad_failed=dad_failed, mtu=mtu)
+
+    def set_mtu(self, ifname: str, mtu: int, *, ipv6_floor: bool = True) -> int:
+        """Set the MTU of ``ifname``; returns the MTU set.
+
+        With ``ipv6_floor`` (the default), an MTU below 1280 on an interface
+        with IPv6 enabled is raised to 1280: Linux would otherwise remove
+        IPv6 from the interface, and with it the link-local address every
+        IPv6 client on it (DHCPv6, RA) needs. systemd-networkd does the same.
+        """
+        if ipv6_floor and mtu < IPV6_MIN_MTU and self.ipv6_enabled(ifname):
+            mtu = IPV6_MIN_MTU
         self._call(
             f"set mtu {mtu} on {ifname}", self._ipr.link, "set", index=self._index(ifname), mtu=mtu
         )
+        return mtu
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> None:
         try:
@@ -250,9 +373,25 @@ class NetApplier:
 
 
 RTMGRP_LINK = 0x1
+RTMGRP_IPV6_IFADDR = 0x100
 RTM_NEWLINK, RTM_DELLINK = 16, 17
+RTM_NEWADDR, RTM_DELADDR = 20, 21
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE, IFLA_CARRIER = 1, 3, 4, 16, 33
 _OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
+
+
+def count_address_messages(data: bytes) -> int:
+    """How many RTM_NEWADDR/RTM_DELADDR messages one netlink datagram holds."""
+    count = 0
+    off = 0
+    while off + 16 <= len(data):
+        length, mtype = struct.unpack_from("=IH", data, off)
+        if length < 16 or off + length > len(data):
+            break
+        if mtype in (RTM_NEWADDR, RTM_DELADDR):
+            count += 1
+        off += (length + 3) & ~3
+    return count
 
 
 def parse_link_messages(data: bytes) -> list[LinkState]:
@@ -309,17 +448,24 @@ class LinkWatcher:
     event a WAN client must see. ``fileno()`` goes to ``loop.add_reader``;
     on readable, :meth:`drain` returns the changes of watched links. Watches
     the network namespace of the calling process.
+
+    With ``ipv6_addresses``, IPv6 address changes (a link-local address
+    added, done with DAD, removed) are counted in :attr:`address_events`
+    (any interface; callers re-read what they need, e.g.
+    :meth:`NetApplier.link_local`).
     """
 
-    def __init__(self, ifnames: set[str]) -> None:
+    def __init__(self, ifnames: set[str], *, ipv6_addresses: bool = False) -> None:
         self.ifnames = set(ifnames)
         self._sock = socket.socket(
             socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE
         )
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self._sock.bind((0, RTMGRP_LINK))
+        groups = RTMGRP_LINK | (RTMGRP_IPV6_IFADDR if ipv6_addresses else 0)
+        self._sock.bind((0, groups))
         self._sock.setblocking(False)
         self.overruns = 0
+        self.address_events = 0
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -336,6 +482,7 @@ class LinkWatcher:
                     self.overruns += 1  # events lost: callers re-read link state
                     continue
                 return changes
+            self.address_events += count_address_messages(data)
             for state in parse_link_messages(data):
                 if state.name in self.ifnames:
                     changes.append(LinkChange(state.name, state))

@@ -30,8 +30,11 @@ class HostConfig:
     address: str | None = None  # "192.0.2.100/24"
     broadcast: str | None = None
     routes: tuple[RouteSpec, ...] = ()
-    mtu: int | None = None
+    mtu: int | None = None  # the lease's MTU (option 26)
     original_mtu: int | None = None  # to restore when the lease's MTU is removed
+    # What the interface got: ``mtu``, or 1280 when ``mtu`` is below the
+    # IPv6 minimum and the interface has IPv6 on (netapply.set_mtu).
+    effective_mtu: int | None = None
     dns_file: str | None = None
     dns_text: str | None = None
 
@@ -41,9 +44,16 @@ class HostConfig:
             self.address is None and not self.routes and self.mtu is None and self.dns_file is None
         )
 
+    @property
+    def mtu_clamped(self) -> bool:
+        """The interface got another MTU than the lease's (the IPv6 floor)."""
+        return self.mtu is not None and self.effective_mtu not in (None, self.mtu)
+
     def same_as(self, other: HostConfig) -> bool:
-        """Equal in what is applied (the MTU's original value aside)."""
-        return replace(self, original_mtu=None) == replace(other, original_mtu=None)
+        """Equal in what is applied (the MTU's original and effective values aside)."""
+        return replace(self, original_mtu=None, effective_mtu=None) == replace(
+            other, original_mtu=None, effective_mtu=None
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -52,6 +62,7 @@ class HostConfig:
             "routes": [list(r) for r in self.routes],
             "mtu": self.mtu,
             "originalMtu": self.original_mtu,
+            "effectiveMtu": self.effective_mtu,
             "dnsFile": self.dns_file,
             "dnsText": self.dns_text,
         }
@@ -76,6 +87,7 @@ class HostConfig:
                 )
             mtu = data.get("mtu")
             orig = data.get("originalMtu")
+            effective = data.get("effectiveMtu")
             dns_file = data.get("dnsFile")
             dns_text = data.get("dnsText")
             broadcast = data.get("broadcast")
@@ -85,6 +97,7 @@ class HostConfig:
                 routes=tuple(routes),
                 mtu=None if mtu is None else int(mtu),
                 original_mtu=None if orig is None else int(orig),
+                effective_mtu=None if effective is None else int(effective),
                 dns_file=None if dns_file is None else str(dns_file),
                 dns_text=None if dns_text is None else str(dns_text),
             )

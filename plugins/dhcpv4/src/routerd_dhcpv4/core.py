@@ -71,12 +71,14 @@ from routerd_dhcpv4.events import LeaseExpired
 from routerd_dhcpv4.events import LeaseRebound
 from routerd_dhcpv4.events import LeaseRenewed
 from routerd_dhcpv4.events import Nak
+from routerd_dhcpv4.events import OptionRejected
 from routerd_dhcpv4.events import PacketDropped
 from routerd_dhcpv4.events import PacketReceived
 from routerd_dhcpv4.events import PacketSent
 from routerd_dhcpv4.events import Released
 from routerd_dhcpv4.events import StateChanged
 from routerd_dhcpv4.lease import Lease
+from routerd_dhcpv4.lease import unusable_reason
 
 __all__ = [
     "DEFAULT_PARAMETER_REQUEST_LIST",
@@ -270,13 +272,7 @@ class _CommonArgs(TypedDict):
 
 
 def _usable_address(addr: str) -> bool:
-    ip = ipaddress.IPv4Address(addr)
-    return not (
-        ip.is_unspecified
-        or ip.is_multicast
-        or ip.is_loopback
-        or ip.is_reserved  # 240.0.0.0/4, includes 255.255.255.255
-    )
+    return unusable_reason(addr) is None
 
 
 class DhcpClientCore:
@@ -310,6 +306,7 @@ class DhcpClientCore:
             "dropped": Counter(),
             "retransmitted": Counter(),
             "ignored": Counter(),
+            "rejected": Counter(),
         }
 
     # ------------------------------------------------------------ inspection
@@ -342,7 +339,8 @@ class DhcpClientCore:
     @property
     def counters(self) -> dict[str, dict[str, int]]:
         """Copies of the counters: ``sent``/``received``/``retransmitted`` per
-        message type, ``dropped`` per reason, ``ignored`` per command."""
+        message type, ``dropped`` per reason, ``ignored`` per command,
+        ``rejected`` (values of ACKs left out of the lease) per option name."""
         return {group: dict(c) for group, c in self._counters.items()}
 
     def next_deadline(self) -> float | None:
@@ -604,6 +602,7 @@ class DhcpClientCore:
         except ValueError:
             self._drop("bad_ack", msg)
             return
+        self._count_rejected(lease)
         previous_state = self._state
         self._lease = lease
         self._offer = None
@@ -620,6 +619,23 @@ class DhcpClientCore:
             self._events.append(LeaseRebound(lease, old))
         else:
             self._events.append(LeaseBound(lease, old))
+
+    def _count_rejected(self, lease: Lease) -> None:
+        by_option: dict[int, list[tuple[str, str, str]]] = {}
+        for item in lease.rejected:
+            self._count("rejected", item.name)
+            by_option.setdefault(item.option, []).append((item.name, item.value, item.reason))
+        for code, items in by_option.items():
+            self._events.append(
+                OptionRejected(
+                    code,
+                    items[0][0],
+                    tuple(v for _, v, _ in items),
+                    tuple(r for _, _, r in items),
+                    lease.server_id,
+                    lease.interface_address,
+                )
+            )
 
     def _on_nak(self, msg: DhcpMessage, now: float) -> None:
         offer = self._offer

@@ -30,10 +30,12 @@ from routerd.errors import CommandRejected
 from routerd.errors import UnknownCommand
 from routerd.model import Scalar
 from routerd.model import Severity
+from routerd.netapply import IPV6_MIN_MTU
 from routerd.netapply import ApplyError
 from routerd.netapply import LinkState
 from routerd.netapply import LinkWatcher
 from routerd.netapply import NetApplier
+from routerd.packetstats import DropCounter
 from routerd.timefmt import rfc3339
 
 from routerd_dhcpv4.apply import ApplyErrors
@@ -54,6 +56,7 @@ from routerd_dhcpv4.events import LeaseExpired
 from routerd_dhcpv4.events import LeaseRebound
 from routerd_dhcpv4.events import LeaseRenewed
 from routerd_dhcpv4.events import Nak
+from routerd_dhcpv4.events import OptionRejected
 from routerd_dhcpv4.events import PacketDropped
 from routerd_dhcpv4.events import PacketReceived
 from routerd_dhcpv4.events import PacketSent
@@ -76,6 +79,8 @@ TOPIC_CONFLICT = "routerd.dhcpv4.client.address.conflict"
 TOPIC_LINK_DOWN = "routerd.dhcpv4.client.link.down"
 TOPIC_LINK_UP = "routerd.dhcpv4.client.link.up"
 TOPIC_APPLY_FAILED = "routerd.dhcpv4.client.apply.failed"
+TOPIC_OPTION_REJECTED = "routerd.dhcpv4.client.option.rejected"
+TOPIC_MTU_CLAMPED = "routerd.dhcpv4.client.mtu.clamped"
 TOPIC_STATE = "routerd.dhcpv4.client.state.changed"
 TOPIC_DISCOVER = "routerd.dhcpv4.client.discover.sent"
 TOPIC_REQUEST = "routerd.dhcpv4.client.request.sent"
@@ -100,6 +105,8 @@ TOPICS = (
     TOPIC_LINK_DOWN,
     TOPIC_LINK_UP,
     TOPIC_APPLY_FAILED,
+    TOPIC_OPTION_REJECTED,
+    TOPIC_MTU_CLAMPED,
     TOPIC_STATE,
     TOPIC_DISCOVER,
     TOPIC_REQUEST,
@@ -123,6 +130,8 @@ _CONFIGURED = (State.BOUND, State.RENEWING, State.REBINDING)
 #: packets must not flood the event log; the counters still count them all).
 DEBUG_EVENT_BUDGET = 100
 DEBUG_EVENT_WINDOW = 10.0
+#: At most this many rejected values are named in one option.rejected event.
+REJECTED_SHOWN = 8
 #: After a failed netlink operation, try again this much later.
 APPLY_RETRY = 5.0
 _STATE_VERSION = 1
@@ -183,6 +192,8 @@ class DHCPv4ClientEngine(DaemonEngine):
         self.stopped = False
         self.acquired_wall: float | None = None
         self.counter_base: dict[str, Counter[str]] = {}
+        # Kept across packet sockets (an interface re-created gets a new one).
+        self.kernel_drops = DropCounter()
         self.debug_budget = DEBUG_EVENT_BUDGET
         self.debug_window = 0.0
         self.debug_suppressed = 0
@@ -383,7 +394,7 @@ class DHCPv4ClientEngine(DaemonEngine):
             self.socket_error = f"{self.spec.interface} has no Ethernet address"
             return
         try:
-            self.transport = PacketTransport(self.spec.interface, mac)
+            self.transport = PacketTransport(self.spec.interface, mac, drops=self.kernel_drops)
         except OSError as exc:
             self.socket_error = f"cannot open a packet socket on {self.spec.interface}: {exc}"
             self.transport = None
@@ -551,6 +562,26 @@ class DHCPv4ClientEngine(DaemonEngine):
             self._on_lease(event)
         elif isinstance(event, LeaseExpired | Nak | Released | Declined | LeaseAbandoned):
             self._on_lease_ended(event)
+        elif isinstance(event, OptionRejected):
+            # A server can list ~300 routers: the event shows the first few,
+            # ``count`` says how many (the counters count them all).
+            values, reasons = event.values[:REJECTED_SHOWN], event.reasons[:REJECTED_SHOWN]
+            more = len(event.values) - len(values)
+            shown = ", ".join(f"{v} ({why})" for v, why in zip(values, reasons, strict=True))
+            self.ctx.emit(
+                TOPIC_OPTION_REJECTED,
+                reason="OptionRejected",
+                message=f"ignored {event.name} (option {event.option}) from "
+                f"{event.server_id}: {shown}" + (f" and {more} more" if more else ""),
+                severity="warning",
+                option=event.option,
+                optionName=event.name,
+                value=",".join(values),
+                why=",".join(reasons),
+                count=len(event.values),
+                serverId=event.server_id,
+                address=event.address,
+            )
         elif isinstance(event, StateChanged):
             self._debug(
                 TOPIC_STATE,
@@ -827,7 +858,7 @@ class DHCPv4ClientEngine(DaemonEngine):
             try:
                 if have.original_mtu is not None and self.link.exists:
                     applier.set_mtu(ifname, have.original_mtu)
-                have = replace(have, mtu=None, original_mtu=None)
+                have = replace(have, mtu=None, original_mtu=None, effective_mtu=None)
             except ApplyError as exc:
                 errors.mtu = str(exc)
         if have.dns_file is not None and have.dns_file != want.dns_file:
@@ -850,9 +881,22 @@ class DHCPv4ClientEngine(DaemonEngine):
         if want.mtu is not None and errors.mtu is None:
             try:
                 original = have.original_mtu if have.original_mtu is not None else self.link.mtu
+                effective = want.mtu
                 if self.link.mtu != want.mtu:
-                    applier.set_mtu(ifname, want.mtu)
-                have = replace(have, mtu=want.mtu, original_mtu=original)
+                    # Never below 1280 while the interface has IPv6 on.
+                    effective = applier.set_mtu(ifname, want.mtu)
+                clamped_before = have.mtu == want.mtu and have.mtu_clamped
+                have = replace(have, mtu=want.mtu, original_mtu=original, effective_mtu=effective)
+                if have.mtu_clamped and not clamped_before:
+                    self.ctx.emit(
+                        TOPIC_MTU_CLAMPED,
+                        reason="ClampedForIPv6",
+                        message=self._mtu_clamp_text(have),
+                        severity="warning",
+                        interface=ifname,
+                        mtu=want.mtu,
+                        appliedMtu=effective,
+                    )
             except ApplyError as exc:
                 errors.mtu = str(exc)
         if want.address is not None and errors.address is None:
@@ -889,6 +933,12 @@ class DHCPv4ClientEngine(DaemonEngine):
                 errors.dns = f"write {want.dns_file}: {exc}"
         return have
 
+    def _mtu_clamp_text(self, have: HostConfig) -> str:
+        return (
+            f"the lease's MTU {have.mtu} is below {IPV6_MIN_MTU}, the IPv6 minimum; "
+            f"{self.spec.interface} has IPv6 enabled, so its MTU is {have.effective_mtu}"
+        )
+
     # -- status --------------------------------------------------------------------
     def _lease_brief(self) -> dict[str, Any]:
         core = self.core
@@ -910,9 +960,12 @@ class DHCPv4ClientEngine(DaemonEngine):
             "dropped": sum(dropped.values()),
             "retransmitted": sum(groups.get("retransmitted", Counter()).values()),
             "sendFailures": self.send_failures,
+            "kernelDrops": self.kernel_drops.total,
             "sentByType": dict(groups.get("sent", Counter())),
             "receivedByType": dict(groups.get("received", Counter())),
             "droppedByReason": dict(dropped),
+            "rejected": sum(groups.get("rejected", Counter()).values()),
+            "rejectedByOption": dict(groups.get("rejected", Counter())),
             "suppressedDebugEvents": self.debug_suppressed,
         }
 
@@ -949,9 +1002,12 @@ class DHCPv4ClientEngine(DaemonEngine):
                 "routes": [
                     {"dst": d, "gateway": g, "metric": m} for d, g, m in self.applied.routes
                 ],
-                "mtu": self.applied.mtu,
+                "mtu": self.applied.effective_mtu
+                if self.applied.effective_mtu is not None
+                else self.applied.mtu,
                 "dnsFile": self.applied.dns_file,
             },
+            "mtuClamped": self.applied.mtu_clamped,
             "probing": self.probe.address if self.probe is not None else None,
             "counters": self._counters(),
             "lastError": self.last_error or self.socket_error,
@@ -1047,6 +1103,21 @@ class DHCPv4ClientEngine(DaemonEngine):
             status.set_condition("RoutesInstalled", False, "NoRouters", "the lease has no routers")
         else:
             status.set_condition("RoutesInstalled", False, "NoLease", "")
+        # MtuApplied
+        if self.errors.mtu:
+            status.set_condition("MtuApplied", False, "ApplyFailed", self.errors.mtu)
+        elif self.applied.mtu_clamped:
+            status.set_condition(
+                "MtuApplied", True, "ClampedForIPv6", self._mtu_clamp_text(self.applied)
+            )
+        elif self.applied.mtu is not None:
+            status.set_condition("MtuApplied", True, "Applied", f"{self.applied.mtu} on {ifname}")
+        elif not self.spec.apply_mtu:
+            status.set_condition("MtuApplied", False, "Disabled", "applyMtu is false")
+        elif bound and lease is not None and lease.mtu is None:
+            status.set_condition("MtuApplied", False, "NoMtu", "the lease has no MTU (option 26)")
+        else:
+            status.set_condition("MtuApplied", False, "NoLease", "")
         # Phase
         failure = self.socket_error or self.errors.any()
         if failure:

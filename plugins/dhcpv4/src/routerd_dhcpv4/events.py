@@ -7,7 +7,8 @@ lease carries it in ``lease``: the glue removes that address and its routes.
 Lease events: :class:`LeaseBound`, :class:`LeaseRenewed`,
 :class:`LeaseRebound`, :class:`LeaseExpired`, :class:`Nak`,
 :class:`Released`, :class:`Declined`, :class:`LeaseAbandoned`.
-Phase event: :class:`StateChanged`.  Debug events: :class:`PacketSent`
+Phase event: :class:`StateChanged`.  Warning: :class:`OptionRejected` (a
+value of an ACK left out of the lease).  Debug events: :class:`PacketSent`
 (``attempt > 1`` is a retransmission), :class:`PacketReceived`,
 :class:`PacketDropped`.
 """
@@ -31,6 +32,7 @@ __all__ = [
     "LeaseRebound",
     "LeaseRenewed",
     "Nak",
+    "OptionRejected",
     "PacketDropped",
     "PacketReceived",
     "PacketSent",
@@ -197,6 +199,32 @@ class LeaseAbandoned(CoreEvent):
     topic: ClassVar[str] = _PREFIX + "lease.abandoned"
     lease: Lease
     reason: str
+
+
+@dataclass(frozen=True)
+class OptionRejected(CoreEvent):
+    """Topic: routerd.dhcpv4.client.option.rejected
+
+    An ACK carried values of one option that cannot be used (a subnet mask
+    of 0.0.0.0, a loopback router ...); the lease was built without them
+    (see :meth:`routerd_dhcpv4.lease.Lease.from_ack`).  One event per option
+    per ACK.
+
+    :ivar option: the option code.
+    :ivar name: the option's name in ``observed`` (``routers`` ...).
+    :ivar values: each value left out, as text.
+    :ivar reasons: why, one per value (``loopback``, ``zero_mask`` ...).
+    :ivar server_id: the ACK's server.
+    :ivar address: the leased address (CIDR).
+    """
+
+    topic: ClassVar[str] = _PREFIX + "option.rejected"
+    option: int
+    name: str
+    values: tuple[str, ...]
+    reasons: tuple[str, ...]
+    server_id: str
+    address: str
 
 
 @dataclass(frozen=True)

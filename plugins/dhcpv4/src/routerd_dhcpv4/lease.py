@@ -20,8 +20,15 @@ from typing import Any
 from routerd_dhcpv4 import timing
 from routerd_dhcpv4.codec import INFINITE_LEASE
 from routerd_dhcpv4.codec import DhcpMessage
+from routerd_dhcpv4.codec import Option
 
-__all__ = ["Lease", "Route", "classful_prefixlen"]
+__all__ = [
+    "Lease",
+    "RejectedValue",
+    "Route",
+    "classful_prefixlen",
+    "unusable_reason",
+]
 
 Route = tuple[str, str]  # (destination prefix "a.b.c.d/n", gateway "a.b.c.d")
 
@@ -40,6 +47,132 @@ def classful_prefixlen(address: str) -> int:
     if first < 192:
         return 16
     return 24
+
+
+def unusable_reason(address: str) -> str | None:
+    """Why ``address`` cannot be a host's address, gateway or server, or None.
+
+    ``unspecified`` (0.0.0.0), ``loopback`` (127/8), ``multicast`` (224/4),
+    ``broadcast`` (255.255.255.255) or ``reserved`` (240/4): no server on
+    the link can be reached at such an address, and installing it sends
+    traffic to the wrong place (``default dev wan0`` for 0.0.0.0, a route to
+    127.0.0.1 out of the WAN).
+    """
+    ip = ipaddress.IPv4Address(address)
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_multicast:
+        return "multicast"
+    if int(ip) == 0xFFFFFFFF:
+        return "broadcast"
+    if ip.is_reserved:
+        return "reserved"
+    return None
+
+
+@dataclass(frozen=True)
+class RejectedValue:
+    """A value of an ACK that was not taken into the lease.
+
+    :ivar option: the option code (RFC 2132).
+    :ivar name: the option's name in ``observed`` (``subnetMask``,
+        ``routers``, ``classlessRoutes`` ...).
+    :ivar value: the value as text (hex for a malformed option).
+    :ivar reason: ``malformed``, ``zero_mask``, ``own_address``,
+        ``outside_subnet``, or an :func:`unusable_reason`.
+    """
+
+    option: int
+    name: str
+    value: str
+    reason: str
+
+
+#: Options a lease is built from, with their names in ``observed``.
+_LEASE_OPTIONS: dict[int, str] = {
+    Option.SUBNET_MASK: "subnetMask",
+    Option.ROUTER: "routers",
+    Option.DNS_SERVERS: "dns",
+    Option.HOSTNAME: "hostname",
+    Option.DOMAIN_NAME: "domain",
+    Option.MTU: "mtu",
+    Option.BROADCAST: "broadcast",
+    Option.NTP_SERVERS: "ntp",
+    Option.RENEWAL_TIME: "t1",
+    Option.REBINDING_TIME: "t2",
+    Option.DOMAIN_SEARCH: "searchList",
+    Option.CLASSLESS_ROUTES: "classlessRoutes",
+}
+
+
+class _Sanitizer:
+    """Keeps the usable values of an ACK and records the rest."""
+
+    def __init__(self, ack: DhcpMessage) -> None:
+        self.ack = ack
+        self.rejected: list[RejectedValue] = []
+        for code in dict.fromkeys(ack.malformed_options):
+            name = _LEASE_OPTIONS.get(code)
+            if name is not None:
+                # The codec left a badly encoded option out (a non-contiguous
+                # mask, an MTU below 68 ...): the lease goes on without it.
+                raw = ack.options.get(code, b"")
+                self.reject(code, name, raw[:32].hex(), "malformed")
+
+    def reject(self, option: int, name: str, value: str, reason: str) -> None:
+        self.rejected.append(RejectedValue(option, name, value, reason))
+
+    def prefixlen(self) -> int:
+        # A mask of 0.0.0.0 would put the address on as a /0: every
+        # destination on-link on the WAN. Treated as absent, like a
+        # non-contiguous mask: the classful length (RFC 2131 leaves the mask
+        # optional; dhcpcd and dhclient fall back the same way).
+        prefixlen = self.ack.prefixlen
+        if prefixlen == 0:
+            self.reject(Option.SUBNET_MASK, "subnetMask", str(self.ack.subnet_mask), "zero_mask")
+            prefixlen = None
+        return classful_prefixlen(self.ack.yiaddr) if prefixlen is None else prefixlen
+
+    def addresses(self, option: int, values: tuple[str, ...]) -> tuple[str, ...]:
+        kept: list[str] = []
+        for value in values:
+            reason = unusable_reason(value)
+            if reason is None and option == Option.ROUTER and value == self.ack.yiaddr:
+                reason = "own_address"
+            if reason is None:
+                kept.append(value)
+            else:
+                self.reject(option, _LEASE_OPTIONS[option], value, reason)
+        return tuple(kept)
+
+    def classless_routes(self) -> tuple[Route, ...]:
+        kept: list[Route] = []
+        for dst, gw in self.ack.classless_routes:
+            net = ipaddress.IPv4Network(dst)
+            # RFC 3442: a router of 0.0.0.0 means on-link, not "unspecified".
+            reason = None if gw == "0.0.0.0" else unusable_reason(gw)
+            if reason is None and gw == self.ack.yiaddr:
+                reason = "own_address"
+            if reason is None and (net.is_loopback or net.is_multicast or net.is_reserved):
+                reason = "destination_" + (unusable_reason(str(net.network_address)) or "reserved")
+            if reason is None:
+                kept.append((dst, gw))
+            else:
+                self.reject(Option.CLASSLESS_ROUTES, "classlessRoutes", f"{dst} via {gw}", reason)
+        return tuple(kept)
+
+    def broadcast(self, prefixlen: int) -> str | None:
+        value = self.ack.broadcast_address
+        if value is None or value == "255.255.255.255":
+            return value
+        network = ipaddress.IPv4Interface(f"{self.ack.yiaddr}/{prefixlen}").network
+        if ipaddress.IPv4Address(value) in network and unusable_reason(value) is None:
+            return value
+        # Computed from the address and mask instead (apply.py).
+        self.reject(Option.BROADCAST, "broadcast", value, "outside_subnet")
+        return None
 
 
 @dataclass(frozen=True)
@@ -66,6 +199,7 @@ class Lease:
     :ivar t1_at: absolute ``acquired + t1`` (``inf`` for an infinite lease).
     :ivar t2_at: absolute ``acquired + t2``.
     :ivar expires_at: absolute ``acquired + lease_time``.
+    :ivar rejected: values of the ACK left out of this lease (not saved).
     """
 
     address: str
@@ -87,6 +221,7 @@ class Lease:
     t1_at: float = 0.0
     t2_at: float = 0.0
     expires_at: float = 0.0
+    rejected: tuple[RejectedValue, ...] = ()
 
     @classmethod
     def from_ack(cls, ack: DhcpMessage, acquired: float, server_id: str | None = None) -> Lease:
@@ -95,6 +230,16 @@ class Lease:
         T1/T2 that break "T1 < T2 < lease" (RFC 2131 §4.4.5: "T1 MUST be
         earlier than T2, which, in turn, MUST be earlier than the time at
         which the client's lease will expire") fall back to the defaults.
+
+        This is the one place where what a server sent is checked before
+        it reaches the host: a mask of 0.0.0.0 falls back to the classful
+        length (as a malformed mask does); routers, DNS and NTP servers
+        that are unspecified, loopback, multicast or broadcast are left
+        out, so are routers equal to the leased address; classless routes
+        with such a gateway or a loopback/multicast/reserved destination;
+        a broadcast address outside the leased subnet. When every classless
+        route is left out, option 121 counts as absent (option 3 applies).
+        Each value left out is listed in :attr:`rejected`.
 
         :param server_id: used when the ACK has no option 54.
         :raises ValueError: without a lease time or a server identifier.
@@ -117,19 +262,20 @@ class Lease:
                 if t1 >= t2:
                     t1 = t2 * timing.T1_FACTOR / timing.T2_FACTOR
             expires = float(lease_time)
-        prefixlen = ack.prefixlen
+        clean = _Sanitizer(ack)
+        prefixlen = clean.prefixlen()
         return cls(
             address=ack.yiaddr,
-            prefixlen=classful_prefixlen(ack.yiaddr) if prefixlen is None else prefixlen,
+            prefixlen=prefixlen,
             server_id=sid,
-            routers=ack.routers,
-            dns=ack.dns_servers,
+            routers=clean.addresses(Option.ROUTER, ack.routers),
+            dns=clean.addresses(Option.DNS_SERVERS, ack.dns_servers),
             domain=ack.domain_name,
             search=ack.domain_search,
             mtu=ack.mtu,
-            ntp=ack.ntp_servers,
-            classless_routes=ack.classless_routes,
-            broadcast=ack.broadcast_address,
+            ntp=clean.addresses(Option.NTP_SERVERS, ack.ntp_servers),
+            classless_routes=clean.classless_routes(),
+            broadcast=clean.broadcast(prefixlen),
             hostname=ack.hostname,
             lease_time=lease_time,
             t1=t1,
@@ -138,6 +284,7 @@ class Lease:
             t1_at=acquired + t1,
             t2_at=acquired + t2,
             expires_at=acquired + expires,
+            rejected=tuple(clean.rejected),
         )
 
     @property

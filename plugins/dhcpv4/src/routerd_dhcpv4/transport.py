@@ -18,7 +18,9 @@ broadcasts, UDP for unicast renewals and releases.
 
 Nothing here raises past the caller for a bad frame: frames that are too
 big, not Ethernet/IPv4/UDP, or fail checksums are counted in
-:attr:`PacketTransport.dropped` and skipped.
+:attr:`PacketTransport.dropped` and skipped. Frames the kernel dropped
+because the socket's buffer was full (a burst) are counted in
+:attr:`PacketTransport.kernel_drops` (``PACKET_STATISTICS``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 import errno
 import socket
 import struct
+
+from routerd.packetstats import DropCounter
 
 from routerd_dhcpv4.codec import BROADCAST_MAC
 from routerd_dhcpv4.codec import CLIENT_PORT
@@ -58,6 +62,8 @@ IP_FREEBIND = 15
 #: DHCP messages are at most 576 bytes unless option 57 says otherwise; the
 #: client announces 1500, so anything larger is not for it.
 MAX_FRAME = 1500 + 14 + 4
+#: Receive buffer of the packet socket (the kernel doubles it).
+RCVBUF = 1 << 18
 _RECV_BUF = 65536
 _AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
 
@@ -109,13 +115,22 @@ class ReceivedFrame:
 
 
 class PacketTransport:
-    """The AF_PACKET socket of one interface (create it on the engine thread)."""
+    """The AF_PACKET socket of one interface (create it on the engine thread).
 
-    def __init__(self, ifname: str, mac: bytes) -> None:
+    :param rcvbuf: ``SO_RCVBUF`` of the socket.
+    :param drops: where kernel drops are counted; pass the previous
+        transport's to keep counting across a reopen.
+    """
+
+    def __init__(
+        self, ifname: str, mac: bytes, *, rcvbuf: int = RCVBUF, drops: DropCounter | None = None
+    ) -> None:
         self.ifname = ifname
         self.mac = mac
         self.index = socket.if_nametoindex(ifname)
         self.dropped: Counter[str] = Counter()
+        self.drops = drops if drops is not None else DropCounter()
+        self.drops.new_socket()
         self.received = 0
         self.sent = 0
         # Protocol 0 receives nothing until bound: the filter is in place first.
@@ -123,7 +138,7 @@ class PacketTransport:
         try:
             _attach_filter(sock, BPF_DHCP_CLIENT)
             sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             sock.bind((ifname, ETH_P_IP))
             sock.setblocking(False)
         except BaseException:
@@ -134,11 +149,24 @@ class PacketTransport:
     def fileno(self) -> int:
         return self._sock.fileno()
 
+    @property
+    def kernel_drops(self) -> int:
+        """Frames dropped by the kernel (buffer full), this socket and earlier ones."""
+        return self.drops.total
+
     def close(self) -> None:
+        self.drops.poll_packet_socket(self._sock)
         self._sock.close()
 
     def receive(self) -> list[ReceivedFrame]:
         """Every frame queued now; bad ones are counted and skipped."""
+        try:
+            return self._receive()
+        finally:
+            # Frames lost to a full buffer leave no trace but this counter.
+            self.drops.poll_packet_socket(self._sock)
+
+    def _receive(self) -> list[ReceivedFrame]:
         frames: list[ReceivedFrame] = []
         for _ in range(256):  # bounded: a flood cannot starve the loop
             try:

@@ -849,6 +849,7 @@ class Dhcpv6Engine(DaemonEngine):
             dropped[reason] = dropped.get(reason, 0) + n
         counters["dropped"] = dropped
         counters["sendErrors"] = dict(self.transport.send_errors)
+        counters["kernelDrops"] = self.transport.kernel_drops
         counters["linkChanges"] = self.link_changes
         prefixes = []
         if b is not None:

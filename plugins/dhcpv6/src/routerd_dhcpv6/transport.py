@@ -9,7 +9,9 @@ the link-local source address, port 546.
 Datagrams are untrusted (DESIGN §9): anything bigger than
 :data:`MAX_DATAGRAM` or not from port 547 is dropped here and counted in
 :attr:`Transport.dropped`; everything else goes to the protocol core, which
-drops and counts what does not decode or does not match.
+drops and counts what does not decode or does not match. Datagrams the
+kernel dropped because the socket's buffer was full (a burst) are counted in
+:attr:`Transport.kernel_drops` (``SO_MEMINFO``), across reopens.
 
 The socket must be created in the network namespace of the interface (the
 daemon runs inside it). An interface that is deleted and created again has a
@@ -21,6 +23,8 @@ from __future__ import annotations
 import errno
 import socket
 from typing import Final
+
+from routerd.packetstats import DropCounter
 
 from routerd_dhcpv6.constants import ALL_DHCP_RELAY_AGENTS_AND_SERVERS
 from routerd_dhcpv6.constants import CLIENT_PORT
@@ -47,6 +51,7 @@ class Transport:
     :param port: local port (546; tests may pick another).
     :param server_port: the only source port accepted, and the destination.
     :param max_datagram: datagrams longer than this are dropped.
+    :param rcvbuf: ``SO_RCVBUF`` of the socket, or None for the kernel default.
     """
 
     def __init__(
@@ -56,11 +61,15 @@ class Transport:
         port: int = CLIENT_PORT,
         server_port: int = SERVER_PORT,
         max_datagram: int = MAX_DATAGRAM,
+        rcvbuf: int | None = None,
     ) -> None:
         self.ifname = ifname
         self.port = port
         self.server_port = server_port
         self.max_datagram = max_datagram
+        self.rcvbuf = rcvbuf
+        #: Kernel drops (receive buffer full) of every socket opened so far.
+        self.drops = DropCounter()
         self.ifindex: int | None = None
         self._sock: socket.socket | None = None
         #: Datagrams dropped before the protocol core saw them, per reason.
@@ -98,6 +107,8 @@ class Transport:
             # RFC 9915 §7.1: link-scoped multicast, never forwarded.
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 1)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+            if self.rcvbuf is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
             sock.bind(("::", self.port))
             sock.setblocking(False)
         except OSError as exc:
@@ -109,13 +120,20 @@ class Transport:
         self._sock = sock
         self.ifindex = ifindex
         self.opened += 1
+        self.drops.new_socket()
 
     def reopen(self) -> None:
         """Close and open again (the interface was recreated)."""
         self.open()
 
+    @property
+    def kernel_drops(self) -> int:
+        """Datagrams the kernel dropped before they could be read."""
+        return self.drops.total
+
     def close(self) -> None:
         if self._sock is not None:
+            self.drops.poll_socket(self._sock)
             self._sock.close()
             self._sock = None
 
@@ -148,6 +166,14 @@ class Transport:
         sock = self._sock
         if sock is None:
             return out
+        try:
+            self._receive(sock, out)
+        finally:
+            # Datagrams lost to a full buffer leave no trace but this counter.
+            self.drops.poll_socket(sock)
+        return out
+
+    def _receive(self, sock: socket.socket, out: list[tuple[bytes, str]]) -> None:
         for _ in range(_MAX_BATCH):
             try:
                 # One byte more than allowed, so an oversize datagram shows as
@@ -165,7 +191,6 @@ class Transport:
                 self._count(self.dropped, "bad_source_port")
                 continue
             out.append((data, str(addr[0])))
-        return out
 
     @staticmethod
     def _count(counter: dict[str, int], key: str) -> None:

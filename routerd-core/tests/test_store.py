@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+import sqlite3
 import time
 
+import pytest
 from routerd.model import Event
 from routerd.serve.store import Batch
 from routerd.serve.store import EventStore
+from routerd.serve.store import StatusUpdate
+from routerd.testing.daemon import poll
 
 
 def ev(cursor: int, topic: str, name: str = "a") -> Event:
@@ -60,3 +65,99 @@ def test_batches_queries_and_prompt_close(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 2, (
         "close() returns once the writer has finished, not at its timeout"
     )
+
+
+def status(name: str, phase: str) -> StatusUpdate:
+    return StatusUpdate(
+        f"HealthCheck/{name}", "HealthCheck", name, "healthcheck", phase, "2026-11-24T10:00:00Z", {}
+    )
+
+
+def lock_writes(path: Path) -> sqlite3.Connection:
+    """Another connection takes the write lock: the store's commits get "database is locked"."""
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    return blocker
+
+
+def store_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "routerd.store"]
+
+
+def test_failing_commits_keep_batches_retry_and_count_only_commits(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="routerd.store")
+    path = tmp_path / "routerd.db"
+    store = EventStore(path, busy_timeout_ms=20, retry_first=0.02, retry_cap=0.1)
+    store.start()
+    assert store.submit(Batch("healthcheck/a", 0, 2, [ev(1, "t.a"), ev(2, "t.a")])).wait(5)
+    blocker = lock_writes(path)
+    commits = [
+        store.submit(
+            Batch("healthcheck/a", 0, 4, [ev(3, "t.new"), ev(4, "t.a")], [status("a", "Healthy")])
+        ),
+        store.submit(Batch("healthcheck/b", 0, 1, [ev(1, "t.b", "b")])),
+    ]
+    poll(lambda: store.write_errors >= 5, 10, "several failed attempts")
+    health = store.health()
+    assert health["state"] == "Degraded" and "locked" in health["lastError"], health
+    assert health["pending"] == 3 and health["pendingWrites"] == 2 and health["dropped"] == 0
+    assert health["degradedSince"] is not None
+    assert not any(c.is_set() for c in commits), "nothing is reported stored before it is"
+    assert store.inserted == 2 and store.head_id == 2
+    assert store.count() == 2 and store.resources() == [], "readers go on while writes fail"
+    assert store.cursor_of("healthcheck/a") == (0, 2)
+
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert all(c.wait(5) and c.ok for c in commits)
+    health = store.health()
+    assert health["state"] == "Ok" and health["pending"] == 0 and health["degradedSince"] is None
+    assert store.inserted == store.count() == 5
+    assert store.cursor_of("healthcheck/a") == (0, 4)
+    assert [r["phase"] for r in store.resources()] == ["Healthy"]
+    # The topic first seen in a rolled-back attempt is still findable by glob.
+    assert [
+        e["cursor"] for e in store.query(topics=("t.*",), limit=10) if e["topic"] == "t.new"
+    ] == ["3"]
+    lines = store_lines(caplog)
+    assert len(lines) == 2, lines  # one when it degraded, one when it recovered
+    assert "cannot commit" in lines[0] and "work again" in lines[1]
+    store.close()
+
+
+def test_pending_memory_is_bounded_and_close_releases_waiters(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "routerd.db"
+    store = EventStore(
+        path, busy_timeout_ms=20, retry_first=0.02, retry_cap=0.1, max_pending_events=3
+    )
+    store.start()
+    blocker = lock_writes(path)
+    kept = store.submit(Batch("healthcheck/a", 0, 2, [ev(1, "t.a"), ev(2, "t.a")]))
+    poll(lambda: store.health()["state"] == "Degraded", 10, "the store to degrade")
+    over = store.submit(Batch("healthcheck/b", 0, 2, [ev(1, "t.b", "b"), ev(2, "t.b", "b")]))
+    assert over.wait(5) and not over.ok, "past the bound a batch is dropped (fetched again later)"
+    assert store.health()["dropped"] == 2 and store.health()["pending"] == 2
+    assert not kept.is_set()
+    t0 = time.monotonic()
+    store.close()
+    assert time.monotonic() - t0 < 2
+    assert kept.is_set() and not kept.ok, "stopping releases a follower waiting on a commit"
+    blocker.close()
+    assert sum("dropping" in line for line in store_lines(caplog)) == 1
+
+
+def test_a_unique_violation_falls_back_row_by_row(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "routerd.db")
+    store.start()
+    assert store.submit(Batch("healthcheck/a", 0, 3, [ev(1, "t"), ev(2, "t"), ev(3, "t")])).wait(5)
+    assert store.submit(Batch("healthcheck/a", 1, 1, [ev(1, "t")])).wait(5)  # a reset
+    # Epoch 0 again (the cursor floor is epoch 1's): cursors 2-3 exist, 4 is new.
+    commit = store.submit(Batch("healthcheck/a", 0, 4, [ev(2, "t"), ev(3, "t"), ev(4, "t")]))
+    assert commit.wait(5) and commit.ok
+    assert store.count() == 5 and store.inserted == 5 and store.duplicates == 2
+    assert store.head_id == max(int(e["id"]) for e in store.query(limit=10))
+    store.close()

@@ -35,6 +35,9 @@ STOP_DAEMONS_WITHIN = 5.0
 #: page cache), and the clients of a router are a handful of local tools.
 API_THREADS = 16
 RECENT_EVENTS = 20
+#: How long a reload waits for a removed daemon's follower to store its last events.
+FOLLOWER_FINISH = 3.0
+UNKNOWN = "Unknown"
 
 
 class RouterdServe:
@@ -86,7 +89,11 @@ class RouterdServe:
     def _follow(self, child: Child) -> None:
         follower = self.followers.get(child.source)
         if follower is not None and follower.is_alive():
-            return
+            if not follower.finish_when_gone:
+                return  # the same follower carries on after a daemon restart
+            # Removed and added back before the old follower finished.
+            follower.stop()
+            follower.join(FOLLOWER_FINISH)
         follower = Follower(child.source, str(child.socket_path), child.res.daemon_kind, self.store)
         self.followers[child.source] = follower
         follower.start()
@@ -105,8 +112,11 @@ class RouterdServe:
             res = old[ref]
             follower = self.followers.get(f"{res.daemon_kind}/{res.name}")
             if follower is not None:
-                follower.finish_when_gone = True
+                follower.finish_when_gone = True  # ingest its last events, store no status
             self.supervisor.remove(ref)
+            if follower is not None:
+                follower.join(FOLLOWER_FINISH)  # it ends once the daemon's socket is gone
+                follower.stop()
             self.store.delete_resource(res.kind, res.name)
             result["stopped"].append(ref)
         self.config = config
@@ -213,15 +223,112 @@ class RouterdServe:
         self.store.close()
 
     # -- API backend -----------------------------------------------------------
+    def _stale(self, source: str, child: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Why a resource's stored status is not current (``None`` when it is).
+
+        A status is current while its daemon runs, its follower reaches it and
+        the store commits what the follower reads; otherwise the last one
+        stored is shown as ``lastKnown``, never as the current phase.
+        """
+        health = self.store.health()
+        if health["state"] != "Ok":
+            return {
+                "reason": "PersistenceDegraded",
+                "message": f"the store cannot commit: {health['lastError']}",
+                "since": health["degradedSince"],
+            }
+        if child is None or child["state"] != "Running":
+            state = child["state"] if child else "Removed"
+            return {
+                "reason": "DaemonNotRunning",
+                "message": f"the daemon is {state}",
+                "since": None,
+            }
+        follower = self.followers.get(source)
+        why = follower.stale() if follower is not None else ("NotFollowed", "not followed", None)
+        if why is None:
+            return None
+        reason, message, since = why
+        return {
+            "reason": reason,
+            "message": message,
+            "since": rfc3339(since) if since is not None else None,
+        }
+
+    def _shown(
+        self, source: str, row: dict[str, Any] | None, child: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Phase, since, conditions and observed to serve, current or marked stale."""
+        status = row["status"] if row else {}
+        stale = self._stale(source, child)
+        if stale is None and row is not None:
+            return {
+                "phase": row["phase"],
+                "since": row["since"],
+                "conditions": status.get("conditions", []),
+                "observed": status.get("observed", {}),
+                "stale": None,
+            }
+        if stale is None:
+            stale = {"reason": "NotRefreshed", "message": "no status stored yet", "since": None}
+        if stale["since"] is None and row is not None:
+            stale["since"] = row["updated"]
+        condition = {
+            "type": "StatusCurrent",
+            "status": "False",
+            "reason": stale["reason"],
+            "message": stale["message"],
+            "lastTransitionTime": stale["since"],
+        }
+        last_known = None
+        if row is not None:
+            last_known = {
+                "phase": row["phase"],
+                "since": row["since"],
+                "conditions": status.get("conditions", []),
+                "observed": status.get("observed", {}),
+                "refreshedAt": row["updated"],
+            }
+        return {
+            "phase": UNKNOWN,
+            "since": stale["since"],
+            "conditions": [condition],
+            "observed": {},
+            "stale": stale,
+            "lastKnown": last_known,
+        }
+
+    def _store_status(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        health = self.store.health()
+        degraded = health["state"] != "Ok"
+        store = {
+            "path": str(self.store.path),
+            "headId": str(self.store.head_id),
+            "inserted": self.store.inserted,
+            "duplicatesDropped": self.store.duplicates,
+            "writeErrors": self.store.write_errors,
+            **health,
+        }
+        condition = {
+            "type": "PersistenceDegraded",
+            "status": "True" if degraded else "False",
+            "reason": "CommitFailing" if degraded else "Committing",
+            "message": f"the store cannot commit: {health['lastError']}" if degraded else "",
+            "lastTransitionTime": health["stateSince"],
+        }
+        return store, [condition]
+
     def router_status(self) -> dict[str, Any]:
         phases = {r["kind"] + "/" + r["name"]: r for r in self.store.resources()}
         daemons = []
         for d in self.supervisor.snapshot():
             key = f"{d['resource']['kind']}/{d['resource']['name']}"
-            row = phases.get(key)
-            d["phase"] = row["phase"] if row else "Pending"
-            d["since"] = row["since"] if row else None
+            shown = self._shown(f"{d['daemonKind']}/{d['resource']['name']}", phases.get(key), d)
+            d["phase"] = shown["phase"]
+            d["since"] = shown["since"]
+            d["stale"] = shown["stale"]
             daemons.append(d)
+        store, conditions = self._store_status()
         return {
             "apiVersion": API_VERSION,
             "kind": "RouterStatus",
@@ -230,17 +337,18 @@ class RouterdServe:
             "startedAt": rfc3339(self.started_at),
             "uptimeSeconds": round(time.time() - self.started_at, 3),
             "config": {"path": str(self.config_path), "generation": self.generation},
+            "conditions": conditions,
             "daemons": daemons,
             "plugins": [r.to_dict() for r in self.plugins.records],
-            "store": {
-                "path": str(self.store.path),
-                "headId": str(self.store.head_id),
-                "inserted": self.store.inserted,
-                "duplicatesDropped": self.store.duplicates,
-                "writeErrors": self.store.write_errors,
-            },
+            "store": store,
             "ingestion": {
-                f.source: {"batches": f.batches, "resets": f.resets, "lastError": f.last_error}
+                f.source: {
+                    "batches": f.batches,
+                    "resets": f.resets,
+                    "lastError": f.last_error,
+                    "statusRefreshedAt": rfc3339(f.status_at) if f.status_at else None,
+                    "heldStatuses": f.held_statuses,
+                }
                 for f in self.followers.values()
             },
         }
@@ -248,15 +356,11 @@ class RouterdServe:
     def _item(
         self, res: Any, row: dict[str, Any] | None, child: dict[str, Any] | None
     ) -> dict[str, Any]:
-        status = row["status"] if row else None
         return {
             "resource": {"apiVersion": res.api_version, "kind": res.kind, "name": res.name},
             "daemonKind": res.daemon_kind,
             "spec": res.spec.to_wire(),
-            "phase": row["phase"] if row else "Pending",
-            "since": row["since"] if row else None,
-            "conditions": status.get("conditions", []) if status else [],
-            "observed": status.get("observed", {}) if status else {},
+            **self._shown(f"{res.daemon_kind}/{res.name}", row, child),
             "daemon": child,
         }
 

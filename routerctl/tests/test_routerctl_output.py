@@ -108,13 +108,22 @@ class FakeClient:
     """Answers from a list, recording each query (for 429 handling)."""
 
     path = "/fake.sock"
+    deadline = None
 
     def __init__(self, responses: list[Response]) -> None:
         self.responses = responses
         self.queries: list[dict[str, Any]] = []
 
-    def get(self, path: str, *, timeout: float | None = None, **query: Any) -> Response:
-        self.queries.append({"path": path, "timeout": timeout, **query})
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any],
+        timeout: float | None = None,
+        hold: float = 0.0,
+    ) -> Response:
+        self.queries.append({"path": path, "timeout": timeout, "hold": hold, **query})
         return self.responses.pop(0)
 
 
@@ -140,7 +149,8 @@ def test_get_events_honours_retry_after() -> None:
     assert query["since"] == "5"
     assert query["wait"] == "25s"
     assert query["topic"] == ["a.*", "b.**"]
-    assert query["timeout"] == 35.0
+    # the daemon may hold the long-poll 25 s; then the answer has the 10 s timeout
+    assert (query["hold"], query["timeout"]) == (25.0, 10.0)
 
 
 def test_http_errors_and_bad_bodies_become_one_line() -> None:
@@ -150,7 +160,7 @@ def test_http_errors_and_bad_bodies_become_one_line() -> None:
     assert info.value.message == "x/y: Invalid parameter: 'since': bad (HTTP 400)"
     with pytest.raises(CtlError, match="not JSON"):
         api.json_body("x/y", Response(200, {}, b"<html>"))
-    with pytest.raises(CtlError, match="no event list"):
+    with pytest.raises(CtlError, match="malformed answer: the answer has no 'events'"):
         api.get_events(
             FakeClient([Response(200, {}, b'{"cursor": "1"}')]),  # type: ignore[arg-type]
             "x/y",

@@ -1,19 +1,28 @@
 """Requests to a daemon's ``/v1`` API with routerctl's error handling.
 
 Every failure becomes :class:`routerctl.errors.CtlError` (one line, exit 1):
-connection problems from :mod:`routerd.client`, HTTP errors (the daemon's
-JSON ``title: description``), bodies that are not the expected JSON.
+connection problems and malformed answers from :mod:`routerd.client`, HTTP
+errors (the daemon's JSON ``title: description``), bodies that are not JSON
+of the expected shape. Shapes are checked here, once, when an answer
+arrives (:meth:`routerd.client.Response.json_as`), so the views can index
+what they were promised.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+import math
 import time
 from typing import Any
 
+from routerd.client import COMMAND_RESULT
+from routerd.client import EVENT_PAGE
+from routerd.client import OBJECT
 from routerd.client import QueryValue
 from routerd.client import Response
+from routerd.client import Shape
 from routerd.client import UnixClient
+from routerd.errors import BadResponse
 from routerd.errors import ClientError
 
 from routerctl.errors import CtlError
@@ -33,27 +42,15 @@ def http_error(label: str, resp: Response) -> CtlError:
     return CtlError(f"{label}: {resp.error_text()} (HTTP {resp.status})")
 
 
-def json_body(label: str, resp: Response) -> dict[str, Any]:
-    """The JSON object of a 2xx response; CtlError for an HTTP error or another body."""
+def json_body(label: str, resp: Response, shape: Shape = OBJECT) -> dict[str, Any]:
+    """The JSON object of a 2xx response, checked against ``shape``; CtlError otherwise."""
     if not resp.ok:
         raise http_error(label, resp)
     try:
-        data = resp.json()
-    except ValueError:
-        raise CtlError(f"{label}: the daemon's answer is not JSON") from None
-    if not isinstance(data, dict):
-        raise CtlError(f"{label}: expected a JSON object, got {type(data).__name__}")
+        data: dict[str, Any] = resp.json_as(shape)
+    except BadResponse as exc:
+        raise CtlError(f"{label}: {exc}") from None
     return data
-
-
-def get_json(
-    client: UnixClient, label: str, path: str, *, timeout: float | None = None, **query: QueryValue
-) -> dict[str, Any]:
-    try:
-        resp = client.get(path, timeout=timeout, **query)
-    except ClientError as exc:
-        raise client_error(client, exc) from None
-    return json_body(label, resp)
 
 
 def retry_after(resp: Response, default: float = 1.0) -> float:
@@ -62,7 +59,53 @@ def retry_after(resp: Response, default: float = 1.0) -> float:
         value = float(resp.headers.get("retry-after", default))
     except ValueError:
         value = default
+    if not math.isfinite(value):  # "nan", "inf"
+        value = default
     return min(max(value, 0.0), MAX_RETRY_AFTER)
+
+
+def get_answer(
+    client: UnixClient,
+    label: str,
+    path: str,
+    *,
+    hold: float = 0.0,
+    timeout: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    fail: Callable[[UnixClient, ClientError], CtlError] = client_error,
+    **query: QueryValue,
+) -> Response:
+    """``GET path``; a ``429`` is retried after its ``Retry-After``, within the client's deadline."""
+    while True:
+        try:
+            resp = client.request("GET", path, query=query, timeout=timeout, hold=hold)
+        except ClientError as exc:
+            raise fail(client, exc) from None
+        if resp.status != 429:
+            return resp
+        pause = retry_after(resp)
+        if client.deadline is not None and client.deadline.remaining() <= pause:
+            raise CtlError(
+                f"{label}: still busy ({resp.error_text()}, HTTP 429) "
+                f"at the end of the {client.deadline.seconds:g} s timeout"
+            )
+        sleep(pause)
+
+
+def get_json(
+    client: UnixClient,
+    label: str,
+    path: str,
+    *,
+    shape: Shape = OBJECT,
+    timeout: float | None = None,
+    **query: QueryValue,
+) -> dict[str, Any]:
+    try:
+        resp = client.request("GET", path, query=query, timeout=timeout)
+    except ClientError as exc:
+        raise client_error(client, exc) from None
+    return json_body(label, resp, shape)
 
 
 def get_events(
@@ -73,36 +116,34 @@ def get_events(
     topics: tuple[str, ...],
     limit: int | None,
     wait: float | None = None,
-    timeout: float,
+    timeout: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """One ``GET /v1/events`` page; a ``429`` is retried after its ``Retry-After``."""
-    query: dict[str, QueryValue] = {
-        "since": since,
-        "topic": list(topics) or None,
-        "limit": limit,
-        "wait": f"{wait:g}s" if wait else None,
-    }
-    request_timeout = timeout + (wait or 0.0)
-    while True:
-        try:
-            resp = client.get("/v1/events", timeout=request_timeout, **query)
-        except ClientError as exc:
-            raise client_error(client, exc) from None
-        if resp.status == 429:
-            sleep(retry_after(resp))
-            continue
-        body = json_body(label, resp)
-        if not isinstance(body.get("events"), list):
-            raise CtlError(f"{label}: the events answer has no event list")
-        return body
+    """One ``GET /v1/events`` page (a checked ``EVENT_PAGE``).
+
+    With ``wait`` the daemon may hold the request that long before it
+    answers; the answer itself must then arrive within ``timeout``.
+    """
+    resp = get_answer(
+        client,
+        label,
+        "/v1/events",
+        hold=wait or 0.0,
+        timeout=timeout,
+        sleep=sleep,
+        since=since,
+        topic=list(topics) or None,
+        limit=limit,
+        wait=f"{wait:g}s" if wait else None,
+    )
+    return json_body(label, resp, EVENT_PAGE)
 
 
 def post_command(
-    client: UnixClient, label: str, name: str, args: dict[str, Any], *, timeout: float
+    client: UnixClient, label: str, name: str, args: dict[str, Any], *, timeout: float | None = None
 ) -> dict[str, Any]:
     try:
         resp = client.post(f"/v1/commands/{name}", args or None, timeout=timeout)
     except ClientError as exc:
         raise client_error(client, exc) from None
-    return json_body(label, resp)
+    return json_body(label, resp, COMMAND_RESULT)

@@ -21,6 +21,10 @@ from typing import Any
 from typing import TypeVar
 
 import click
+from routerd.client import COMMAND_RESULT
+from routerd.client import DAEMON_STATUS
+from routerd.client import EVENT_PAGE
+from routerd.client import Deadline
 from routerd.client import UnixClient
 from routerd.client import default_runtime_dir
 from routerd.durations import parse_duration
@@ -44,11 +48,14 @@ from routerctl.targets import parse_target
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Per-command defaults when ``--timeout`` is not given.
+#: Per-command deadlines when ``--timeout`` is not given (a deadline for the whole command).
 DAEMONS_TIMEOUT = 2.0
 REQUEST_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 35.0
 STOP_WAIT = 10.0
+STOP_TIMEOUT = COMMAND_TIMEOUT + STOP_WAIT
+#: Longest wait for one health probe while ``stop`` waits for the daemon to go.
+GONE_PROBE = 1.0
 _COMMAND_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -59,6 +66,7 @@ CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_
 class Settings:
     runtime_dir: str | None = None
     timeout: float | None = None
+    _deadline: Deadline | None = None
 
     @property
     def runtime(self) -> str:
@@ -66,6 +74,16 @@ class Settings:
 
     def timeout_or(self, default: float) -> float:
         return self.timeout if self.timeout is not None else default
+
+    def deadline(self, default: float) -> Deadline:
+        """The command's deadline: ``--timeout`` (else ``default``) from its first request on.
+
+        Every request of the command shares it, however many daemons or
+        pages it asks, so no peer can stretch the command past it.
+        """
+        if self._deadline is None:
+            self._deadline = Deadline(self.timeout_or(default))
+        return self._deadline
 
 
 def settings(ctx: click.Context) -> Settings:
@@ -134,7 +152,8 @@ def common_options(func: F) -> F:
         type=DurationType(),
         expose_value=False,
         callback=_set_timeout,
-        help="Timeout of each request (10, 500ms, 5s). Default: 2s for daemons, 35s for commands, 10s otherwise.",
+        help="Deadline for the whole command (10, 500ms, 5s); with --follow, for each answer. "
+        "Default: 2s for daemons, 35s for commands, 45s for stop, 10s otherwise.",
     )(func)
     func = click.option(
         "--runtime-dir",
@@ -252,8 +271,12 @@ def main() -> None:
 
 
 def client_for(ctx: click.Context, target: Target, default_timeout: float) -> UnixClient:
+    """A client whose every request ends by the command's deadline."""
     s = settings(ctx)
-    return UnixClient(target.socket_path(s.runtime), timeout=s.timeout_or(default_timeout))
+    timeout = s.timeout_or(default_timeout)
+    return UnixClient(
+        target.socket_path(s.runtime), timeout=timeout, deadline=s.deadline(default_timeout)
+    )
 
 
 # -- daemons ---------------------------------------------------------------------
@@ -264,12 +287,14 @@ def client_for(ctx: click.Context, target: Target, default_timeout: float) -> Un
 def daemons(ctx: click.Context, output: str) -> None:
     """List daemon sockets under the runtime dir with their phases.
 
-    Every socket's /v1/status is asked in parallel; a socket that does not
-    answer is listed with phase Unreachable and the reason.
+    Every socket's /v1/status is asked in parallel, all within one
+    --timeout; a socket that does not answer in time, or answers something
+    malformed, is listed with phase Unreachable and the reason.
     """
     s = settings(ctx)
     runtime = s.runtime
     timeout = s.timeout_or(DAEMONS_TIMEOUT)
+    deadline = s.deadline(DAEMONS_TIMEOUT)
     try:
         sockets = discover(runtime)
     except PermissionError:
@@ -280,10 +305,10 @@ def daemons(ctx: click.Context, output: str) -> None:
         raise CtlError(f"{runtime}: {exc.strerror or exc}") from None
 
     def fetch(found: Any) -> list[dict[str, Any]]:
-        client = UnixClient(found.path, timeout=timeout)
+        client = UnixClient(found.path, timeout=timeout, deadline=deadline)
         label = f"{found.daemon_kind}/{found.resource}"
         try:
-            status = api.get_json(client, label, "/v1/status")
+            status = api.get_json(client, label, "/v1/status", shape=DAEMON_STATUS)
         except CtlError as exc:
             reason = exc.message.removeprefix(f"{label}: ")
             return [views.unreachable_record(found.daemon_kind, found.resource, found.path, reason)]
@@ -306,8 +331,9 @@ def daemons(ctx: click.Context, output: str) -> None:
 
 # -- status ----------------------------------------------------------------------
 def router_for(ctx: click.Context, default_timeout: float = REQUEST_TIMEOUT) -> rt.Router:
+    """routerd's control API, every request within the command's deadline."""
     s = settings(ctx)
-    return rt.Router(s.runtime, s.timeout_or(default_timeout))
+    return rt.Router(s.runtime, s.timeout_or(default_timeout), s.deadline(default_timeout))
 
 
 @main.command(
@@ -325,8 +351,8 @@ def status(ctx: click.Context, target: Target | None, output: str) -> None:
     """
     if target is None:
         r = router_for(ctx)
-        status_doc = r.get("status")
-        items = r.get("resources")["items"]
+        status_doc = r.get("status", rt.ROUTER_STATUS)
+        items = r.get("resources", rt.RESOURCE_LIST)["items"]
         if output != "table":
             click.echo(dump({"router": status_doc, "resources": items}, output))
         else:
@@ -336,7 +362,7 @@ def status(ctx: click.Context, target: Target | None, output: str) -> None:
         _describe(ctx, target, output)
         return
     client = client_for(ctx, target, REQUEST_TIMEOUT)
-    data = api.get_json(client, str(target), "/v1/status")
+    data = api.get_json(client, str(target), "/v1/status", shape=DAEMON_STATUS)
     if output != "table":
         click.echo(dump(data, output))
     else:
@@ -391,15 +417,22 @@ def events(
         resource = f"{target.kind}/{target.name}" if target is not None else None
         _router_events(ctx, resource, topics, since, limit, follow, tail, output)
         return
-    client = client_for(ctx, target, REQUEST_TIMEOUT)
-    timeout = client.timeout
     label = str(target)
+    if follow:
+        # Following has no end: --timeout bounds each answer, not the command.
+        client = UnixClient(
+            target.socket_path(settings(ctx).runtime),
+            timeout=settings(ctx).timeout_or(REQUEST_TIMEOUT),
+        )
+    else:
+        client = client_for(ctx, target, REQUEST_TIMEOUT)
+    timeout = client.timeout
     if tail and since is None:
-        head = api.get_json(client, label, "/v1/events", tail=True)
+        head = api.get_json(client, label, "/v1/events", shape=EVENT_PAGE, tail=True)
         if not follow:
             click.echo(head.get("cursor", "") if output == "table" else dump(head, output))
             return
-        since = str(head.get("cursor")) if head.get("cursor") is not None else None
+        since = str(head["cursor"])
     if follow:
         _follow(
             client, label, since=since, topics=topics, limit=limit, timeout=timeout, output=output
@@ -409,14 +442,12 @@ def events(
     collected: list[dict[str, Any]] = []
     more = reset = False
     while True:
-        body = api.get_events(
-            client, label, since=cursor, topics=topics, limit=limit, timeout=timeout
-        )
+        body = api.get_events(client, label, since=cursor, topics=topics, limit=limit)
         if body.get("reset"):
             reset = True
             _warn_reset(cursor, body)
         collected.extend(body["events"])
-        cursor = str(body.get("cursor", cursor))
+        cursor = str(body["cursor"])
         more = bool(body.get("more"))
         if limit is not None or not more or not body["events"]:
             break
@@ -459,7 +490,12 @@ def _follow(
     timeout: float,
     output: str,
 ) -> None:
-    """Long-poll ``/v1/events`` from ``since`` and print as events arrive until interrupted."""
+    """Long-poll ``/v1/events`` from ``since`` and print as events arrive until interrupted.
+
+    The daemon may hold each long-poll for its ``wait``; once it answers, the
+    answer must be complete within ``timeout``. A malformed answer ends
+    following with one line (CtlError), like a daemon that went away.
+    """
     table = StreamTable(views.EVENT_HEADERS, sys.stdout, views.EVENT_MIN_WIDTHS)
     try:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -493,7 +529,7 @@ def _follow(
                 # no longer holds long-polls. Back off instead of spinning.
                 idle = min(idle * 2 or 0.1, 2.0)
                 time.sleep(idle)
-            cursor = str(body.get("cursor", cursor))
+            cursor = str(body["cursor"])
     except (KeyboardInterrupt, _Stop):
         return
     finally:
@@ -549,16 +585,21 @@ arg_option = click.option(
 
 
 def run_command(
-    ctx: click.Context, target: Target, name: str, args: dict[str, Any], output: str
+    ctx: click.Context,
+    target: Target,
+    name: str,
+    args: dict[str, Any],
+    output: str,
+    default_timeout: float = COMMAND_TIMEOUT,
 ) -> dict[str, Any]:
     if target.via_router:
-        result = router_for(ctx, COMMAND_TIMEOUT).post(
-            f"resources/{target.kind}/{target.name}/commands/{name}", args or None
+        result = router_for(ctx, default_timeout).post(
+            f"resources/{target.kind}/{target.name}/commands/{name}", args or None, COMMAND_RESULT
         )
     else:
-        client = client_for(ctx, target, COMMAND_TIMEOUT)
-        result = api.post_command(client, str(target), name, args, timeout=client.timeout)
-    accepted = result.get("accepted", True) is not False
+        client = client_for(ctx, target, default_timeout)
+        result = api.post_command(client, str(target), name, args)
+    accepted = result["accepted"] is not False
     message = str(result.get("message") or "")
     if output != "table":
         click.echo(dump(result, output))
@@ -606,7 +647,7 @@ def reload(ctx: click.Context, target: Target | None, args: dict[str, Any], outp
     if target is not None:
         run_command(ctx, target, "reload", args, output)
         return
-    result = router_for(ctx, COMMAND_TIMEOUT).post("reload")
+    result = router_for(ctx, COMMAND_TIMEOUT).post("reload", None, rt.RELOAD_RESULT)
     if output != "table":
         click.echo(dump(result, output))
         return
@@ -629,36 +670,40 @@ def reload(ctx: click.Context, target: Target | None, args: dict[str, Any], outp
 @output_option
 @click.pass_context
 def stop(ctx: click.Context, target: Target, args: dict[str, Any], wait: bool, output: str) -> None:
-    """Stop the daemon gracefully (protocol teardown, then exit)."""
-    run_command(ctx, target, "stop", args, output)
+    """Stop the daemon gracefully (protocol teardown, then exit).
+
+    --timeout covers both the command and the wait for the daemon to go.
+    """
+    run_command(ctx, target, "stop", args, output, STOP_TIMEOUT)
+    deadline = settings(ctx).deadline(STOP_TIMEOUT)
     if wait and target.via_router:
-        limit = settings(ctx).timeout_or(STOP_WAIT)
-        if not _wait_router_state(ctx, target, "Stopped", limit):
+        if not _wait_router_state(ctx, target, "Stopped", deadline):
             raise CtlError(
-                f"{target}: the daemon accepted stop but is not Stopped after {limit:g} s"
+                f"{target}: the daemon accepted stop but is not Stopped "
+                f"within {deadline.seconds:g} s"
             )
     elif wait:
         path = target.socket_path(settings(ctx).runtime)
-        limit = settings(ctx).timeout_or(STOP_WAIT)
-        if not _wait_gone(path, limit):
+        if not _wait_gone(path, deadline):
             raise CtlError(
-                f"{target}: the daemon accepted stop but is still answering after {limit:g} s"
+                f"{target}: the daemon accepted stop but is still answering "
+                f"within {deadline.seconds:g} s"
             )
 
 
-def _wait_gone(path: str, limit: float) -> bool:
+def _wait_gone(path: str, deadline: Deadline) -> bool:
     """True once nothing listens on ``path`` any more (removed, or a stale socket)."""
-    deadline = time.monotonic() + limit
     while True:
         if not os.path.exists(path):
             return True
         try:
-            UnixClient(path, timeout=1.0).get("/v1/healthz")
+            UnixClient(path, timeout=GONE_PROBE, deadline=deadline).get("/v1/healthz")
         except ClientError:
-            return True
-        if time.monotonic() >= deadline:
+            # Not answering counts as gone, unless it was our own deadline that ran out.
+            return not deadline.expired
+        if deadline.expired:
             return False
-        time.sleep(0.05)
+        time.sleep(min(0.05, deadline.remaining()))
 
 
 @main.command("command", context_settings=CONTEXT_SETTINGS)
@@ -688,7 +733,12 @@ def _router_events(
     tail: bool,
     output: str,
 ) -> None:
-    r = router_for(ctx)
+    if follow:
+        # Following has no end: --timeout bounds each answer, not the command.
+        s = settings(ctx)
+        r = rt.Router(s.runtime, s.timeout_or(REQUEST_TIMEOUT))
+    else:
+        r = router_for(ctx)
     if (tail or follow) and since is None:
         since = str(r.events(since=None, topics=(), resource=None, limit=1)["cursor"])
         if tail and not follow:
@@ -739,7 +789,7 @@ def get() -> None:
 @click.pass_context
 def get_resources(ctx: click.Context, output: str) -> None:
     """Every configured resource: phase, since, daemon state, key facts."""
-    items = router_for(ctx).get("resources")["items"]
+    items = router_for(ctx).get("resources", rt.RESOURCE_LIST)["items"]
     click.echo(dump(items, output) if output != "table" else rt.resources_table(items, time.time()))
 
 
@@ -769,7 +819,7 @@ def get_events(
 @click.pass_context
 def get_daemons(ctx: click.Context, output: str) -> None:
     """The daemons routerd supervises: state, pid, restarts, phase."""
-    daemons_ = router_for(ctx).get("status")["daemons"]
+    daemons_ = router_for(ctx).get("status", rt.ROUTER_STATUS)["daemons"]
     if output != "table":
         click.echo(dump(daemons_, output))
         return
@@ -794,7 +844,7 @@ def get_daemons(ctx: click.Context, output: str) -> None:
 
 
 def _describe(ctx: click.Context, target: Target, output: str) -> None:
-    item = router_for(ctx).get(f"resources/{target.kind}/{target.name}")
+    item = router_for(ctx).get(f"resources/{target.kind}/{target.name}", rt.RESOURCE_ITEM)
     click.echo(dump(item, output) if output != "table" else rt.describe_page(item, time.time()))
 
 
@@ -819,8 +869,8 @@ def _parse_for(_ctx: click.Context, _param: click.Parameter, value: str) -> tupl
     return key, wanted
 
 
-def _router_state(ctx: click.Context, target: Target) -> dict[str, Any]:
-    return router_for(ctx).get(f"resources/{target.kind}/{target.name}")
+def _router_state(r: rt.Router, target: Target) -> dict[str, Any]:
+    return r.get(f"resources/{target.kind}/{target.name}", rt.RESOURCE_ITEM)
 
 
 def _holds(item: dict[str, Any], key: str, wanted: str) -> bool:
@@ -831,16 +881,17 @@ def _holds(item: dict[str, Any], key: str, wanted: str) -> bool:
     )
 
 
-def _wait_router_state(ctx: click.Context, target: Target, state: str, limit: float) -> bool:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        daemons_ = router_for(ctx).get("status")["daemons"]
+def _wait_router_state(ctx: click.Context, target: Target, state: str, deadline: Deadline) -> bool:
+    r = router_for(ctx)
+    while not deadline.expired:
+        daemons_ = r.get("status", rt.ROUTER_STATUS)["daemons"]
         if any(
-            d["resource"] == {"kind": target.kind, "name": target.name} and d["state"] == state
+            (d["resource"]["kind"], d["resource"]["name"]) == (target.kind, target.name)
+            and d["state"] == state
             for d in daemons_
         ):
             return True
-        time.sleep(0.1)
+        time.sleep(min(0.1, deadline.remaining()))
     return False
 
 
@@ -872,29 +923,41 @@ def wait(
             "wait takes <Kind>/<name>, e.g. DHCPv4Client/wan", param_hint="'TARGET'"
         )
     key, wanted = condition
-    r = router_for(ctx)
-    deadline = time.monotonic() + wait_timeout
-    cursor = str(r.events(since=None, topics=(), resource=None, limit=1)["cursor"])
+    # --timeout here is the wait itself; every request falls within it too.
+    deadline = Deadline(wait_timeout)
+    r = rt.Router(settings(ctx).runtime, REQUEST_TIMEOUT, deadline)
     resource = f"{target.kind}/{target.name}"
+
+    def timed_out(item: dict[str, Any] | None) -> CtlError:
+        phase = item.get("phase") if item is not None else "unknown"
+        return CtlError(
+            f"{resource}: timed out after {wait_timeout:g} s waiting for {key}={wanted} "
+            f"(phase is {phase})"
+        )
+
+    cursor = str(r.events(since=None, topics=(), resource=None, limit=1)["cursor"])
     while True:
-        item = _router_state(ctx, target)
+        item = _router_state(r, target)
         if _holds(item, key, wanted):
             click.echo(f"{resource}: {key} {wanted}")
             return
-        remaining = deadline - time.monotonic()
+        remaining = deadline.remaining()
         if remaining <= 0:
-            raise CtlError(
-                f"{resource}: timed out after {wait_timeout:g} s waiting for {key}={wanted} "
-                f"(phase is {item.get('phase')})"
-            )
+            raise timed_out(item)
         # routerd refreshes a resource's status when its phase changes: wake on those events.
-        body = r.events(
-            since=cursor,
-            topics=("routerd.resource.phase.changed", "routerd.daemon.lifecycle.*"),
-            resource=resource,
-            limit=100,
-            wait=min(remaining, 5.0),
-        )
+        # The long-poll ends a little before the deadline, leaving time for a last look.
+        try:
+            body = r.events(
+                since=cursor,
+                topics=("routerd.resource.phase.changed", "routerd.daemon.lifecycle.*"),
+                resource=resource,
+                limit=100,
+                wait=min(max(remaining - 0.25, 0.05), 5.0),
+            )
+        except CtlError:
+            if deadline.expired:
+                raise timed_out(item) from None
+            raise
         cursor = str(body["cursor"])
 
 

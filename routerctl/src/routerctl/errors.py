@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import IO
 from typing import Any
 
 import click
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 class CtlError(click.ClickException):
@@ -14,7 +17,9 @@ class CtlError(click.ClickException):
     exit_code = 1
 
     def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()) or "failed")
+        # One line, and no terminal control codes from a peer's error text.
+        text = _CONTROL.sub("?", " ".join(str(message).split()))
+        super().__init__(text or "failed")
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"routerctl: {self.format_message()}", err=True, file=file)

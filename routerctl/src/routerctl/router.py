@@ -10,9 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from collections.abc import Sequence
 import os
-import time
 from typing import Any
 
+from routerd.client import CONDITION
+from routerd.client import CURSOR
+from routerd.client import INT
+from routerd.client import OBJECT
+from routerd.client import STR
+from routerd.client import Deadline
+from routerd.client import ListOf
+from routerd.client import Obj
+from routerd.client import Shape
 from routerd.client import UnixClient
 from routerd.errors import ClientError
 from routerd.errors import SocketNotFound
@@ -30,32 +38,89 @@ STATUS_SOCKET = "routerd-status.sock"
 RESOURCE_HEADERS = ("RESOURCE", "PHASE", "SINCE", "DAEMON", "RESTARTS", "FACTS")
 EVENT_HEADERS = ("ID", "TIME", "RESOURCE", "TOPIC", "SEVERITY", "MESSAGE")
 
+# The control API's answers, as far as the views below rely on them.
+REF = Obj({"apiVersion": STR, "kind": STR, "name": STR}, required=("kind", "name"))
+ROUTER_EVENT = Obj(
+    {
+        "id": CURSOR,
+        "time": STR,
+        "source": STR,
+        "topic": STR,
+        "severity": STR,
+        "message": STR,
+        "attributes": OBJECT,
+    },
+    required=("id", "topic"),
+)
+EVENT_LIST = Obj({"cursor": CURSOR, "items": ListOf(ROUTER_EVENT)}, required=("cursor", "items"))
+SUPERVISED = Obj(
+    {"resource": REF, "daemonKind": STR, "state": STR, "pid": INT, "restarts": INT, "phase": STR},
+    required=("resource", "state"),
+)
+ROUTER_STATUS = Obj(
+    {
+        "version": STR,
+        "pid": INT,
+        "startedAt": STR,
+        "config": Obj({"path": STR, "generation": INT}),
+        "daemons": ListOf(SUPERVISED),
+    },
+    required=("daemons",),
+)
+RESOURCE_ITEM = Obj(
+    {
+        "resource": REF,
+        "daemonKind": STR,
+        "spec": OBJECT,
+        "phase": STR,
+        "conditions": ListOf(CONDITION),
+        "observed": OBJECT,
+        "daemon": Obj({"state": STR, "pid": INT, "restarts": INT}),
+        "recentEvents": ListOf(ROUTER_EVENT),
+    },
+    required=("resource",),
+)
+RESOURCE_LIST = Obj({"items": ListOf(RESOURCE_ITEM)}, required=("items",))
+RELOAD_RESULT = Obj(
+    {
+        "generation": INT,
+        "started": ListOf(STR),
+        "stopped": ListOf(STR),
+        "reloaded": ListOf(STR),
+        "restarted": ListOf(STR),
+    }
+)
+
 
 class Router:
-    """Requests to routerd's control API."""
+    """Requests to routerd's control API, all within ``deadline`` when one is given."""
 
-    def __init__(self, runtime_dir: str, timeout: float) -> None:
-        self.read = UnixClient(os.path.join(runtime_dir, STATUS_SOCKET), timeout=timeout)
-        self.write = UnixClient(os.path.join(runtime_dir, MAIN_SOCKET), timeout=timeout)
+    def __init__(self, runtime_dir: str, timeout: float, deadline: Deadline | None = None) -> None:
+        self.read = UnixClient(
+            os.path.join(runtime_dir, STATUS_SOCKET), timeout=timeout, deadline=deadline
+        )
+        self.write = UnixClient(
+            os.path.join(runtime_dir, MAIN_SOCKET), timeout=timeout, deadline=deadline
+        )
 
     def _fail(self, client: UnixClient, exc: ClientError) -> CtlError:
         if isinstance(exc, SocketNotFound) and not os.path.exists(client.path):
             return CtlError(f"routerd serve is not running (no socket at {client.path})")
         return api.client_error(client, exc)
 
-    def get(self, path: str, *, timeout: float | None = None, **query: Any) -> dict[str, Any]:
+    def get(self, path: str, shape: Shape, **query: Any) -> dict[str, Any]:
         try:
-            resp = self.read.get(f"{PREFIX}/{path}", timeout=timeout, **query)
+            resp = self.read.get(f"{PREFIX}/{path}", **query)
         except ClientError as exc:
             raise self._fail(self.read, exc) from None
-        return api.json_body("routerd", resp)
+        return api.json_body("routerd", resp, shape)
 
-    def post(self, path: str, body: Any = None) -> dict[str, Any]:
+    def post(self, path: str, body: Any, shape: Shape) -> dict[str, Any]:
         try:
             resp = self.write.post(f"{PREFIX}/{path}", body)
         except ClientError as exc:
             raise self._fail(self.write, exc) from None
-        return api.json_body("routerd", resp)
+        return api.json_body("routerd", resp, shape)
 
     def events(
         self,
@@ -66,23 +131,20 @@ class Router:
         limit: int | None,
         wait: float | None = None,
     ) -> dict[str, Any]:
-        query: dict[str, Any] = {
-            "since": since,
-            "topic": list(topics) or None,
-            "resource": resource,
-            "limit": limit,
-            "wait": f"{wait:g}s" if wait else None,
-        }
-        timeout = self.read.timeout + (wait or 0.0)
-        while True:
-            try:
-                resp = self.read.get(f"{PREFIX}/events", timeout=timeout, **query)
-            except ClientError as exc:
-                raise self._fail(self.read, exc) from None
-            if resp.status == 429:
-                time.sleep(api.retry_after(resp))
-                continue
-            return api.json_body("routerd", resp)
+        """One page of stored events (``EVENT_LIST``); ``wait`` makes it a long-poll."""
+        resp = api.get_answer(
+            self.read,
+            "routerd",
+            f"{PREFIX}/events",
+            hold=wait or 0.0,
+            fail=self._fail,
+            since=since,
+            topic=list(topics) or None,
+            resource=resource,
+            limit=limit,
+            wait=f"{wait:g}s" if wait else None,
+        )
+        return api.json_body("routerd", resp, EVENT_LIST)
 
 
 def key_facts(item: Mapping[str, Any]) -> str:

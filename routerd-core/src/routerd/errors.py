@@ -11,6 +11,7 @@
         ├── SocketNotFound
         ├── SocketPermissionDenied
         └── DaemonUnavailable
+            └── BadResponse                   an answer that is not valid HTTP/1.1 or not the expected JSON
 
 Protocol failures are not exceptions: they are phases, conditions and events.
 """
@@ -80,3 +81,7 @@ class SocketPermissionDenied(ClientError):
 
 class DaemonUnavailable(ClientError):
     """Connected (or tried to) but got no usable answer."""
+
+
+class BadResponse(DaemonUnavailable):
+    """The peer answered, but not with a valid HTTP/1.1 response or not with the expected JSON."""

@@ -84,8 +84,11 @@ def daemon(
     from routerd.daemon.runtime import DaemonRuntime
     from routerd.daemon.server import SocketInUse
     from routerd.errors import ConfigError
+    from routerd.permissions import set_umask
     from routerd.plugins import load_plugins
+    from routerd.secrets import install_log_redaction
 
+    set_umask()  # before any file exists: state and logs are not world-readable (§9)
     _setup_logging(log_level)
     plugins = load_plugins()
     kind = plugins.kinds.get(daemon_kind)
@@ -119,6 +122,7 @@ def daemon(
         raise click.ClickException(
             f"cannot listen on {paths.socket}: {exc.strerror or exc}"
         ) from None
+    install_log_redaction(runtime.scrubber)
     sys.exit(runtime.serve())
 
 
@@ -138,9 +142,11 @@ def serve(
     """Supervise one daemon per resource, store their events, serve the control API."""
     from routerd.daemon.server import SocketInUse
     from routerd.errors import ConfigError
+    from routerd.permissions import set_umask
     from routerd.plugins import load_plugins
     from routerd.serve.main import RouterdServe
 
+    set_umask()  # inherited by every daemon it starts
     _setup_logging(log_level)
     plugins = load_plugins()
     for record in plugins.records:

@@ -25,6 +25,7 @@ import yaml
 from routerd.durations import parse_duration
 from routerd.errors import ConfigError
 from routerd.errors import ConfigProblem
+from routerd.secrets import redact_spec
 
 if TYPE_CHECKING:
     from routerd.kinds import DaemonKind
@@ -58,8 +59,9 @@ Duration = Annotated[
 class SpecModel(pydantic.BaseModel):
     """Base of every resource spec model: camelCase fields, unknown fields rejected.
 
-    Fields whose name ends in ``File`` and are marked secret with
-    ``json_schema_extra={"secret": True}`` are never shown in status or events.
+    Mark a field secret with ``Annotated[str, routerd.secrets.Secret()]`` (or
+    ``SecretURL()`` for URL credentials): :meth:`to_wire`, status, events, the
+    store and daemon logs then show it redacted (see :mod:`routerd.secrets`).
     """
 
     model_config = ConfigDict(
@@ -71,13 +73,8 @@ class SpecModel(pydantic.BaseModel):
     )
 
     def to_wire(self) -> dict[str, Any]:
-        """The spec as JSON, with secret fields removed."""
-        data = self.model_dump(mode="json", by_alias=True)
-        for name, info in type(self).model_fields.items():
-            extra = info.json_schema_extra
-            if isinstance(extra, dict) and extra.get("secret"):
-                data.pop(info.alias or name, None)
-        return data
+        """The spec as JSON, with every secret field redacted (``***``)."""
+        return redact_spec(self)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,9 @@ class DaemonKind:
     :ivar name: daemon kind, e.g. ``dhcpv4-client``; names the socket directory.
     :ivar kind: resource kind served, e.g. ``DHCPv4Client``.
     :ivar spec_model: pydantic model (subclass of :class:`routerd.config.SpecModel`)
-        that validates the resource's ``spec``.
+        that validates the resource's ``spec``. Fields holding secrets are marked
+        ``Annotated[str, routerd.secrets.Secret()]`` (or ``SecretURL()``): the
+        runtime then keeps their values out of status, events and logs.
     :ivar factory: builds the engine for one resource; called once per process,
         on the engine thread, with the daemon context (``ctx.spec`` is the
         validated spec), just before ``engine.start(ctx)``.

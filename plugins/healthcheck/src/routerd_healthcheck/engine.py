@@ -114,7 +114,9 @@ class HealthCheckEngine(DaemonEngine):
     def _identity(self, spec: HealthCheckSpec | None = None) -> str:
         s = spec or self.spec
         port = f":{s.effective_port}" if s.effective_port is not None else ""
-        path = s.path if s.protocol.startswith("http") else ""
+        # Redacted: the identity is shown in events and saved in state.json,
+        # and a new token for the same URL is the same check.
+        path = s.shown_path if s.protocol.startswith("http") else ""
         return f"{s.protocol}://{s.target}{port}{path}"
 
     def _schedule(self, delay: float) -> None:

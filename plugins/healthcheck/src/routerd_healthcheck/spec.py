@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from typing import Annotated
 from typing import Literal
 
 from pydantic import Field
@@ -11,6 +12,8 @@ from pydantic import field_validator
 from pydantic import model_validator
 from routerd.config import Duration
 from routerd.config import SpecModel
+from routerd.secrets import SecretURL
+from routerd.secrets import shown
 
 from routerd_healthcheck.probes import ProbeSpec
 from routerd_healthcheck.probes import validate_spec
@@ -49,7 +52,8 @@ class HealthCheckSpec(SpecModel):
     source_address: str | None = None
     fwmark: int | None = Field(default=None, ge=0, le=0xFFFFFFFF)
     family: Literal["ipv4", "ipv6"] | None = None
-    path: str = "/"
+    # Query values are credentials often enough (?token=...): shown as token=***.
+    path: Annotated[str, SecretURL()] = "/"
     host_header: str | None = None
     expect_status: str | int = "200-399"
     tls_verify: bool = True
@@ -111,6 +115,11 @@ class HealthCheckSpec(SpecModel):
             fwmark=self.fwmark,
             family=family,
         )
+
+    @property
+    def shown_path(self) -> str:
+        """``path`` as status, events and logs may show it (query values redacted)."""
+        return shown(self, "path")
 
     @property
     def effective_dns_type(self) -> str:

@@ -11,13 +11,19 @@ from routerd.model import PHASES
 from routerd.model import Condition
 from routerd.model import ResourceRef
 from routerd.model import ResourceStatus
+from routerd.secrets import Scrubber
 
 PhaseListener = Callable[[str, str, str, str, list[Condition]], None]
 """``(old, new, reason, message, conditions)``, called after a phase change."""
 
 
 class ResourceState:
-    """Thread-safe holder; every change records its real transition time."""
+    """Thread-safe holder; every change records its real transition time.
+
+    What an engine sets passes through ``scrub`` (the daemon's secret
+    scrubber) first, so status, phase events and the phase hook never hold a
+    secret of the spec, whatever text the engine built from it.
+    """
 
     def __init__(
         self,
@@ -25,8 +31,10 @@ class ResourceState:
         wall: Callable[[], float],
         on_phase: PhaseListener | None = None,
         on_condition: Callable[[Condition], None] | None = None,
+        scrub: Scrubber | None = None,
     ) -> None:
         self.ref = ref
+        self._scrub = scrub if scrub is not None else Scrubber()
         self._wall = wall
         self._lock = threading.Lock()
         self.phase = "Pending"
@@ -42,6 +50,7 @@ class ResourceState:
         """Move to ``phase``; returns True when it changed. ``since`` only moves then."""
         if phase not in PHASES:
             raise ValueError(f"unknown phase {phase!r}; use one of {', '.join(PHASES)}")
+        reason, message = self._scrub.text(reason), self._scrub.text(message)
         with self._lock:
             old = self.phase
             self.reason, self.message = reason, message
@@ -59,6 +68,7 @@ class ResourceState:
     ) -> None:
         """Set a condition; ``lastTransitionTime`` moves only when the status does."""
         text = "Unknown" if status is None else ("True" if status else "False")
+        reason, message = self._scrub.text(reason), self._scrub.text(message)
         with self._lock:
             prev = self._conditions.get(type_)
             when = prev.last_transition_time if prev and prev.status == text else self._wall()
@@ -77,10 +87,12 @@ class ResourceState:
 
     def set_observed(self, observed: dict[str, Any]) -> None:
         """Replace ``observed`` (a JSON-able mapping; copied)."""
+        observed = self._scrub.value(observed)
         with self._lock:
             self._observed = copy.deepcopy(observed)
 
     def update_observed(self, **values: Any) -> None:
+        values = self._scrub.value(values)
         with self._lock:
             self._observed.update(copy.deepcopy(values))
 

@@ -46,6 +46,7 @@ from routerd.model import Scalar
 from routerd.model import Severity
 from routerd.plugins import PluginSet
 from routerd.plugins import safe_call
+from routerd.secrets import Scrubber
 from routerd.topics import validate_topic
 
 log = logging.getLogger("routerd.daemon")
@@ -58,10 +59,11 @@ STUCK_AFTER = 10.0
 class DaemonPaths:
     socket: Path
     state_dir: Path  # <state>/<daemon-kind>/<resource>
+    runtime_root: Path | None = None  # routerd's own; its modes are fixed at start
 
     @classmethod
     def default(cls, dk: str, resource: str, runtime_dir: Path, state_root: Path) -> DaemonPaths:
-        return cls(runtime_dir / dk / f"{resource}.sock", state_root / dk / resource)
+        return cls(runtime_dir / dk / f"{resource}.sock", state_root / dk / resource, runtime_dir)
 
 
 class _Context:
@@ -120,7 +122,12 @@ class DaemonRuntime:
         self.eventlog = EventLog(paths.state_dir / "events.jsonl", clock=wall)
         self.statefile = StateFile(paths.state_dir / "state.json")
         self.loop = EngineLoop()
-        self.resource_state = ResourceState(self.ref, wall, on_phase=self._phase_changed)
+        # Every way out of the daemon (events, status, command answers, logs)
+        # passes through this, so no secret of the spec leaves it (§9).
+        self.scrubber = Scrubber.for_spec(resource.spec)
+        self.resource_state = ResourceState(
+            self.ref, wall, on_phase=self._phase_changed, scrub=self.scrubber
+        )
         self.engine: DaemonEngine | None = None
         self._ctx: _Context | None = None
         self.server: UnixServer | None = None
@@ -143,8 +150,13 @@ class DaemonRuntime:
             "daemon.kind": self.kind.name,
         }
         attrs.update(attributes)
+        scrub = self.scrubber
         event = self.eventlog.append(
-            topic, severity=severity, reason=reason, message=message, attributes=attrs
+            topic,
+            severity=severity,
+            reason=scrub.text(reason),
+            message=scrub.text(message),
+            attributes=scrub.value(attrs),
         )
         safe_call(self.plugins.pm, "routerd_event_emitted", event=event)
 
@@ -207,7 +219,9 @@ class DaemonRuntime:
 
     def serve(self, install_signals: bool = True) -> int:
         """Start everything and serve until stopped; returns the exit code."""
-        self.server = UnixServer(create_app(self), self.paths.socket, threads=self.threads)
+        self.server = UnixServer(
+            create_app(self), self.paths.socket, threads=self.threads, root=self.paths.runtime_root
+        )
         self.start()
         if install_signals:
             self._install_signals()
@@ -290,7 +304,7 @@ class DaemonRuntime:
                 "longPolls": self.waiters.to_dict(),
                 "engine": {
                     "callbackErrors": self.loop.callback_errors,
-                    "lastError": self.loop.last_error,
+                    "lastError": self.scrubber.value(self.loop.last_error),
                 },
                 "stateFile": {
                     "corruptFiles": self.statefile.corrupt_files,
@@ -310,6 +324,8 @@ class DaemonRuntime:
         try:
             outcome = self._dispatch(name, args)
         except CommandRejected as exc:
+            exc.message = self.scrubber.text(exc.message)
+            exc.args = (exc.message,)
             self.emit(
                 "routerd.daemon.command.rejected",
                 reason="CommandRejected",
@@ -325,7 +341,9 @@ class DaemonRuntime:
             message=outcome.message,
             command=name,
         )
-        return CommandResult(name, True, outcome.message, outcome.result)
+        return CommandResult(
+            name, True, self.scrubber.text(outcome.message), self.scrubber.value(outcome.result)
+        )
 
     def _dispatch(self, name: str, args: dict[str, Any]) -> CommandOutcome:
         if name not in self.kind.all_commands():
@@ -372,6 +390,7 @@ class DaemonRuntime:
             raise CommandRejected(f"{self.ref} is no longer in {self.config_path}")
         if new.spec == self.resource.spec:
             return CommandOutcome("configuration unchanged")
+        self.scrubber.add_spec(new.spec)  # before the engine can show any of it
         engine = self.engine
         if engine is None:
             raise CommandRejected(

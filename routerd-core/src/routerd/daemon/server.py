@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import contextlib
-import grp
 import logging
 import os
 from pathlib import Path
@@ -21,6 +20,12 @@ from typing import Any
 from waitress import wasyncore
 from waitress.server import create_server
 
+from routerd.permissions import GROUP
+from routerd.permissions import RUNTIME_ROOT_MODE
+from routerd.permissions import SOCKET_DIR_MODE
+from routerd.permissions import ensure_dir
+from routerd.permissions import group_id
+
 log = logging.getLogger("routerd.server")
 THREADS = 64
 MAX_WAITERS = 48
@@ -31,11 +36,28 @@ class SocketInUse(RuntimeError):
     """Another live process answers on the socket path."""
 
 
-def prepare_socket_path(path: Path, dir_mode: int = 0o750) -> None:
-    """Create the directory; refuse a socket someone serves; remove a stale one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(OSError):
-        os.chmod(path.parent, dir_mode)
+def prepare_socket_path(
+    path: Path,
+    *,
+    root: Path | None = None,
+    dir_mode: int = SOCKET_DIR_MODE,
+    dir_group: str | None = GROUP,
+) -> None:
+    """Make the socket's directory; refuse a socket someone serves; remove a stale one.
+
+    ``root`` is the runtime root routerd owns (``/run/routerd``): it is made
+    (or fixed to) 0755 so the status socket in it is reachable, and a socket
+    directory below it gets ``dir_mode`` and ``dir_group``. A socket outside
+    ``root`` (``--socket`` chosen by the operator) gets its directory created
+    the same way when missing, but an existing one is left alone.
+    """
+    parent = path.parent
+    if root is not None and parent.is_relative_to(root):
+        ensure_dir(root, RUNTIME_ROOT_MODE)
+        if parent != root:
+            ensure_dir(parent, dir_mode, dir_group)
+    else:
+        ensure_dir(parent, dir_mode, dir_group, fix=False)
     if not path.exists() and not path.is_symlink():
         return
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -60,9 +82,11 @@ class UnixServer:
         *,
         threads: int = THREADS,
         perms: str = "660",
-        group: str | None = "routerd",
+        group: str | None = GROUP,
+        root: Path | None = None,
+        dir_mode: int = SOCKET_DIR_MODE,
     ) -> None:
-        prepare_socket_path(path)
+        prepare_socket_path(path, root=root, dir_mode=dir_mode, dir_group=group)
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         self.path = path
         self.srv = create_server(
@@ -75,9 +99,12 @@ class UnixServer:
             channel_timeout=120,
             ident="routerd",
         )
-        if group is not None:
-            with contextlib.suppress(KeyError, OSError):
-                os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        gid = group_id(group)
+        if gid is not None:
+            try:
+                os.chown(path, -1, gid)
+            except OSError as exc:  # not root and not a member of the group
+                log.warning("cannot give %s to group %s: %s", path, group, exc.strerror)
         self._stopped = threading.Event()
 
     def run(self) -> None:

@@ -19,6 +19,11 @@ from routerd.daemon.server import UnixServer
 from routerd.errors import ClientError
 from routerd.errors import CommandRejected
 from routerd.errors import ConfigError
+from routerd.permissions import RUNTIME_ROOT_MODE
+from routerd.permissions import STATE_DIR_MODE
+from routerd.permissions import ensure_dir
+from routerd.permissions import no_world_access
+from routerd.permissions import private_file
 from routerd.plugins import PluginSet
 from routerd.serve.api import API_VERSION
 from routerd.serve.api import create_control_app
@@ -61,7 +66,14 @@ class RouterdServe:
         self.started_at = time.time()
         self.generation = 0
         self.config: RouterConfig | None = None
-        self.store = EventStore(state_dir / "routerd.db")
+        # The database holds every event: private before SQLite creates it
+        # (its -wal and -shm files take the database file's mode).
+        ensure_dir(state_dir, STATE_DIR_MODE)
+        db_path = state_dir / "routerd.db"
+        private_file(db_path)
+        for companion in ("-wal", "-shm"):
+            no_world_access(db_path.with_name(db_path.name + companion))
+        self.store = EventStore(db_path)
         self.waiters = WaiterSlots(API_THREADS - 4)
         self.followers: dict[str, Follower] = {}
         self.supervisor = Supervisor(
@@ -81,7 +93,7 @@ class RouterdServe:
     def start(self) -> None:
         """Validate the config (raises ConfigError), start the store and the daemons."""
         config = load_config(self.config_path, self.plugins)
-        self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.runtime_dir, RUNTIME_ROOT_MODE)
         self.store.start()
         self._apply(config)
         self.supervisor.start()
@@ -174,12 +186,15 @@ class RouterdServe:
             self.runtime_dir / "routerd.sock",
             perms="660",
             threads=API_THREADS,
+            root=self.runtime_dir,
         )
         status = UnixServer(
             create_control_app(self, read_only=True),
             self.runtime_dir / "routerd-status.sock",
             perms="666",
             threads=API_THREADS,
+            group=None,
+            root=self.runtime_dir,
         )
         self.servers = [main, status]
         self.start()

@@ -202,3 +202,55 @@ def test_validate_cli_prints_all_and_exits_1(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "ok (1 resources)" in proc.stdout
+
+
+def test_spec_models_are_strict_for_every_plugin(fake_plugins: Install) -> None:
+    """Strictness lives in SpecModel: a third-party kind gets it without asking."""
+    fake_plugins("routerd-plugin-widget", "rdwidget", GOOD)
+    plugins = load_plugins(allow={"rdwidget"})
+    import yaml
+
+    bad = {
+        "routeMetric: true": "a boolean",
+        'routeMetric: "5"': "a string",
+        "routeMetric: 5.0": "a number",
+    }
+    for spec, got in bad.items():
+        with pytest.raises(ConfigError) as info:
+            validate_router(
+                yaml.safe_load(router(widget("a", f"{{interface: x, {spec}}}"))), plugins
+            )
+        (problem,) = info.value.problems
+        assert (problem.resource, problem.field) == ("Widget/a", "spec.routeMetric")
+        assert problem.problem == f"Input should be a valid integer, got {got}"
+    # A float field (a duration) still takes an int.
+    cfg = validate_router(
+        yaml.safe_load(router(widget("a", "{interface: x, interval: 10}"))), plugins
+    )
+    assert cfg.resources[0].spec.interval == 10.0  # type: ignore[attr-defined]
+
+
+def test_durations_are_bounded(fake_plugins: Install) -> None:
+    from routerd.durations import MAX_DURATION
+    from routerd.durations import parse_duration
+
+    assert parse_duration("365d") == MAX_DURATION
+    for bad in ("366d", "100000000d", 10**400, float("inf"), "1" * 40):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+    fake_plugins("routerd-plugin-widget", "rdwidget", GOOD)
+    schema = json_schema(load_plugins(allow={"rdwidget"}))
+    variant = schema["properties"]["spec"]["properties"]["resources"]["items"]["oneOf"][0]
+    number, text = variant["properties"]["spec"]["properties"]["interval"]["anyOf"]
+    assert number["maximum"] == MAX_DURATION and text["maxLength"] == 32
+
+
+def test_validate_router_takes_any_parsed_data(fake_plugins: Install) -> None:
+    """validate_router is public: data from another loader (non-str keys) is problems, not TypeError."""
+    fake_plugins("routerd-plugin-widget", "rdwidget", GOOD)
+    plugins = load_plugins(allow={"rdwidget"})
+    with pytest.raises(ConfigError) as info:
+        validate_router({1: 2, "x": 3, None: 4, "metadata": []}, plugins)
+    fields = [p.field for p in info.value.problems if p.problem == "unknown field"]
+    assert fields == ["1", "None", "x"]
+    assert any(p.field == "metadata" for p in info.value.problems)

@@ -5,15 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 import json
 import logging
+import os
 from pathlib import Path
 import sys
+from typing import TYPE_CHECKING
 from typing import Any
+from typing import NoReturn
 from typing import TypeVar
 
 import click
 
 from routerd.client import default_runtime_dir
 from routerd.client import default_state_dir
+
+if TYPE_CHECKING:
+    from routerd.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,9 +48,26 @@ def paths_options(func: F) -> F:
         "--config",
         "config_path",
         required=True,
-        type=click.Path(dir_okay=False),
+        type=click.Path(),  # the config reader refuses what is not a regular file
         help="Router config file.",
     )(func)
+
+
+def _absolute(config_path: str) -> Path:
+    """The config path made absolute for the daemons, symlinks kept.
+
+    Not ``resolve()``: a symlink loop raised RuntimeError there, before the
+    config reader could refuse it in one line; and a reload re-reads the
+    link, so retargeting it (a deploy) takes effect.
+    """
+    return Path(os.path.abspath(config_path))
+
+
+def _refuse(config_path: str, exc: ConfigError) -> NoReturn:
+    """Print every config problem, one line each, and exit 1 without starting."""
+    for problem in exc.problems:
+        click.echo(f"error: {problem}", err=True)
+    raise click.ClickException(f"{config_path}: {len(exc.problems)} problem(s); not starting")
 
 
 log_level_option = click.option(
@@ -98,9 +121,7 @@ def daemon(
     try:
         config = load_config(config_path, plugins)
     except ConfigError as exc:
-        raise click.ClickException(
-            "invalid config:\n  " + "\n  ".join(str(p) for p in exc.problems)
-        ) from None
+        _refuse(config_path, exc)
     res = config.find(resource, daemon_kind)
     if res is None:
         raise click.ClickException(
@@ -115,7 +136,7 @@ def daemon(
     if socket_path:
         paths.socket = Path(socket_path)
     try:
-        runtime = DaemonRuntime(plugins, kind, Path(config_path).resolve(), res, paths)
+        runtime = DaemonRuntime(plugins, kind, _absolute(config_path), res, paths)
     except SocketInUse as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
@@ -154,7 +175,7 @@ def serve(
             click.echo(f"warning: plugin {record.name}: {record.error}", err=True)
     server = RouterdServe(
         plugins,
-        Path(config_path).resolve(),
+        _absolute(config_path),
         Path(runtime_dir or default_runtime_dir()),
         Path(state_dir or default_state_dir()),
         log_dir=Path(log_dir) if log_dir else None,
@@ -162,18 +183,14 @@ def serve(
     try:
         code = server.serve()
     except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(f"error: {problem}", err=True)
-        raise click.ClickException(
-            f"{config_path}: {len(exc.problems)} problem(s); not starting"
-        ) from None
+        _refuse(config_path, exc)
     except SocketInUse as exc:
         raise click.ClickException(f"{exc} (is routerd serve already running?)") from None
     sys.exit(code)
 
 
 @main.command()
-@click.option("-f", "--file", "config_path", required=True, type=click.Path(dir_okay=False))
+@click.option("-f", "--file", "config_path", required=True, type=click.Path())
 def validate(config_path: str) -> None:
     """Validate a config file; print every problem and exit 1 if there are any."""
     from routerd.config import load_config

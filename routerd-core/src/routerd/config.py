@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+import datetime
+import os
 from pathlib import Path
 import re
+import stat
 from typing import TYPE_CHECKING
 from typing import Annotated
 from typing import Any
+from typing import NoReturn
 
 import pydantic
 from pydantic import BeforeValidator
@@ -21,7 +25,26 @@ from pydantic import PlainSerializer
 from pydantic import WithJsonSchema
 from pydantic.alias_generators import to_camel
 import yaml
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
+from yaml.constructor import SafeConstructor
+from yaml.events import AliasEvent
+from yaml.events import CollectionEndEvent
+from yaml.events import CollectionStartEvent
+from yaml.events import DocumentEndEvent
+from yaml.events import MappingStartEvent
+from yaml.events import ScalarEvent
+from yaml.events import StreamEndEvent
+from yaml.nodes import MappingNode
+from yaml.nodes import Node
+from yaml.nodes import ScalarNode
+from yaml.nodes import SequenceNode
+from yaml.parser import ParserError
+from yaml.reader import ReaderError
+from yaml.resolver import Resolver
+from yaml.scanner import ScannerError
 
+from routerd.durations import MAX_DURATION
 from routerd.durations import parse_duration
 from routerd.errors import ConfigError
 from routerd.errors import ConfigProblem
@@ -33,6 +56,24 @@ if TYPE_CHECKING:
 
 ROUTER_API_VERSION = "routerd.net/v1alpha1"
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+# Bounds on config input (docs/configuration.md, "Limits"). A router's config
+# is a few kB: 256 resources of a few fields each are ~40 kB and ~10,000 YAML
+# values, ~8 levels deep. Each bound is far above that and far below what
+# would cost seconds or memory to load.
+#: Largest config file read; one byte more is refused without parsing.
+MAX_CONFIG_BYTES = 1 << 20
+#: Deepest nesting of YAML collections, aliases expanded (a DHCPv6 downstream field is at 8).
+MAX_DEPTH = 32
+#: Most YAML values after expanding aliases and merge keys ("billion laughs" stops here).
+MAX_NODES = 100_000
+#: Most resources in one Router: each is a daemon process.
+MAX_RESOURCES = 256
+#: Longest string any spec field takes (plugins bound most fields tighter).
+MAX_STRING = 4096
+# One problem is one line: where (resource, field) and what, each cut to these.
+_MAX_WHERE = 100
+_MAX_PROBLEM = 300
 
 
 def _duration(value: object) -> float:
@@ -47,10 +88,10 @@ Duration = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "number", "minimum": 0},
-                {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)?$"},
+                {"type": "number", "minimum": 0, "maximum": MAX_DURATION},
+                {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)?$", "maxLength": 32},
             ],
-            "description": "seconds, or a number with a unit: ms, s, m, h, d",
+            "description": "seconds, or a number with a unit: ms, s, m, h, d; at most 365d",
         }
     ),
 ]
@@ -70,6 +111,11 @@ class SpecModel(pydantic.BaseModel):
         populate_by_name=True,
         frozen=True,
         str_strip_whitespace=True,
+        # Config types are what they say: `healthyThreshold: true` is not 1,
+        # `port: "80"` and `count: 2.0` are not ints, `!!binary` is not a str.
+        # (A float field still takes an int: `interval: 10`.)
+        strict=True,
+        str_max_length=MAX_STRING,
     )
 
     def to_wire(self) -> dict[str, Any]:
@@ -107,11 +153,56 @@ class RouterConfig:
         return None
 
 
+def _one_line(text: str, limit: int) -> str:
+    """``text`` as one printable line of at most ``limit`` characters.
+
+    Config text reaches the terminal through problems (a kind, a key, a
+    name): a line break would forge a second problem line, an escape
+    sequence would drive the terminal.
+    """
+    text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _fail(problems: list[ConfigProblem]) -> NoReturn:
+    """Raise :class:`ConfigError` with every problem cut to one line."""
+    raise ConfigError(
+        [
+            ConfigProblem(
+                _one_line(p.resource, _MAX_WHERE),
+                _one_line(p.field, _MAX_WHERE),
+                _one_line(p.problem, _MAX_PROBLEM),
+            )
+            for p in problems
+        ]
+    )
+
+
 def _loc_to_field(loc: Iterable[int | str]) -> str:
     out = "spec"
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else f".{part}"
     return out
+
+
+_TYPE_NAMES = (
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a number"),
+    (str, "a string"),
+    (bytes, "binary data"),
+    (list, "a list"),
+    (dict, "a mapping"),
+    (datetime.date, "a date"),
+    (type(None), "null"),
+)
+
+
+def _type_name(value: object) -> str:
+    return next((name for t, name in _TYPE_NAMES if isinstance(value, t)), type(value).__name__)
 
 
 def validate_spec(
@@ -132,46 +223,305 @@ def validate_spec(
                 msg = "unknown field"
             elif err["type"] == "missing":
                 msg = "required field is missing"
+            elif err["type"].endswith("_type"):
+                # The type, never the value: the value may be a secret.
+                msg = f"{msg}, got {_type_name(err.get('input'))}"
             problems.append(ConfigProblem(where, _loc_to_field(err["loc"]), msg))
         return None, problems
 
 
-def parse_yaml(text: str, source: str = "<config>") -> Any:
+# -- reading and loading ------------------------------------------------------
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def read_config_text(path: str | Path) -> str:
+    """The text of a config file; raises :class:`ConfigError` with one problem.
+
+    Symlinks are followed (a loop is ELOOP from open). Only a regular file of
+    at most :data:`MAX_CONFIG_BYTES` is read, as UTF-8 (a BOM is dropped).
+    """
+    name = str(path)
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        # O_NONBLOCK: opening a FIFO for reading would wait for a writer
+        # (forever); this way it opens at once and fstat refuses it.
+        # O_NOCTTY: a terminal named as config must not become ours.
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        _fail([ConfigProblem("", "", f"cannot read {name}: {exc.strerror or exc}")])
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            what = next((kind for test, kind in _NOT_REGULAR if test(mode)), "unknown type")
+            _fail([ConfigProblem("", "", f"{name}: not a regular file ({what})")])
+        chunks: list[bytes] = []
+        size = 0
+        # Read to EOF rather than trust st_size: a file may grow, and some
+        # (procfs) report 0. One byte past the limit is enough to refuse.
+        while size <= MAX_CONFIG_BYTES:
+            chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        _fail([ConfigProblem("", "", f"cannot read {name}: {exc.strerror or exc}")])
+    finally:
+        os.close(fd)
+    if size > MAX_CONFIG_BYTES:
+        limit = f"{MAX_CONFIG_BYTES >> 20} MiB"
+        _fail([ConfigProblem("", "", f"{name}: larger than {limit}; not a router config")])
+    try:
+        return b"".join(chunks).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        _fail(
+            [ConfigProblem("", "", f"{name}: not UTF-8 text (invalid byte at offset {exc.start})")]
+        )
+
+
+_STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _tag_name(node: Node) -> str:
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    return str(node.tag).removeprefix("tag:yaml.org,2002:")
+
+
+class _StrictConstructor(SafeConstructor):
+    """SafeConstructor that refuses what a config cannot mean.
+
+    Mapping keys are strings (``1:``, ``~:`` and YAML 1.1's ``on:`` are not)
+    and appear once (PyYAML keeps the last silently); a scalar that does not
+    construct (a 5000-digit int, the date 2001-02-30) is a problem at its
+    line, not a ValueError from deep inside PyYAML.
+    """
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:
+            why = str(exc).split(";")[0]
+            raise ConstructorError(
+                None, None, f"not a valid {_tag_name(node)}: {why}", node.start_mark
+            ) from None
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key, _ in node.value:
+            if isinstance(key, ScalarNode) and key.tag == _STR:
+                if key.value in seen:
+                    raise ConstructorError(
+                        None, None, f"duplicate key {key.value!r}", key.start_mark
+                    )
+                seen.add(key.value)
+        # Merge keys (``<<: *base``) bring keys of their own: check after merging.
+        self.flatten_mapping(node)
+        for key, _ in node.value:
+            if not (isinstance(key, ScalarNode) and key.tag == _STR):
+                shown = f" {key.value[:40]!r}" if isinstance(key, ScalarNode) else ""
+                raise ConstructorError(
+                    None,
+                    None,
+                    f"mapping keys must be strings, not {_tag_name(key)}{shown}",
+                    key.start_mark,
+                )
+        return super().construct_mapping(node, deep)
+
+
+class _Composer:
+    """PyYAML's composer without recursion, bounding depth and expanded size.
+
+    Aliases share one node, so a few hundred bytes of anchors describe 9**9
+    values that anything walking the result (or merging keys) expands:
+    every alias counts with the size of what it names.
+    """
+
+    def __init__(self) -> None:
+        self.resolver: Any = Resolver()  # its stubs are untyped
+        self.anchors: dict[str, Node] = {}
+        self.weight: dict[int, tuple[int, int]] = {}  # id(node) -> (values expanded, height)
+        self.stack: list[tuple[Node, list[Node]]] = []
+        self.total = 0
+
+    # Events are Any: libyaml's carry their own Mark type, which PyYAML's
+    # stubs do not let a Node hold, though both behave the same.
+    def compose(self, events: Iterable[Any]) -> Node | None:
+        stream = iter(events)
+        next(stream)  # StreamStart
+        if isinstance(next(stream), StreamEndEvent):
+            return None
+        root: Node | None = None
+        for event in stream:
+            if isinstance(event, DocumentEndEvent):
+                break
+            if isinstance(event, CollectionEndEvent):
+                node = self._close(event)
+            elif isinstance(event, AliasEvent):
+                node = self._alias(event)
+            else:
+                node = self._node(event)
+            if self.total > MAX_NODES:
+                self._error(f"more than {MAX_NODES} YAML values (aliases expanded)", event)
+            if isinstance(event, CollectionStartEvent):
+                if len(self.stack) >= MAX_DEPTH:
+                    self._error(f"nested deeper than {MAX_DEPTH} levels", event)
+                self.stack.append((node, []))
+                continue
+            if len(self.stack) + self.weight[id(node)][1] > MAX_DEPTH:
+                self._error(f"nested deeper than {MAX_DEPTH} levels", event)
+            if self.stack:
+                self.stack[-1][1].append(node)
+            else:
+                root = node
+        end = next(stream)
+        if not isinstance(end, StreamEndEvent):
+            raise ComposerError(
+                "expected a single document in the stream",
+                None,
+                "but found another document",
+                end.start_mark,
+            )
+        return root
+
+    @staticmethod
+    def _error(problem: str, event: Any) -> NoReturn:
+        raise ComposerError(None, None, problem, event.start_mark)
+
+    def _close(self, event: Any) -> Node:
+        node, children = self.stack.pop()
+        node.end_mark = event.end_mark
+        if isinstance(node, MappingNode):
+            node.value = list(zip(children[::2], children[1::2], strict=True))
+        else:
+            node.value = children
+        size = 1 + sum(self.weight[id(child)][0] for child in children)
+        height = 1 + max((self.weight[id(child)][1] for child in children), default=0)
+        self.weight[id(node)] = (size, height)
+        return node
+
+    def _alias(self, event: Any) -> Node:
+        node = self.anchors.get(str(event.anchor))
+        if node is None:
+            self._error(f"found undefined alias {event.anchor!r}", event)
+        if id(node) not in self.weight:
+            self._error("an alias refers to a collection that contains itself", event)
+        self.total += self.weight[id(node)][0]
+        return node
+
+    def _node(self, event: Any) -> Node:
+        self.total += 1
+        node: Node
+        start: Any = event.start_mark
+        end: Any = event.end_mark
+        if isinstance(event, ScalarEvent):
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = self.resolver.resolve(ScalarNode, event.value, event.implicit)
+            node = ScalarNode(tag, event.value, start, end, event.style)
+            self.weight[id(node)] = (1, 1)
+        else:
+            assert isinstance(event, CollectionStartEvent)
+            kind = MappingNode if isinstance(event, MappingStartEvent) else SequenceNode
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = self.resolver.resolve(kind, None, event.implicit)
+            node = kind(tag, [], start, None, flow_style=event.flow_style)
+        if event.anchor is not None:
+            if event.anchor in self.anchors:
+                self._error(f"found duplicate anchor {event.anchor!r}", event)
+            self.anchors[event.anchor] = node
+        return node
+
+
+# libyaml parses ~20x faster than pure Python (1 MiB of `1,` in 0.3 s, not
+# 6 s); composing and constructing stay ours either way.
+_Parser: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _yaml_problem(exc: Exception, source: str) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(
-            [ConfigProblem("", "", f"{source}: YAML syntax error{where}: {problem}")]
-        ) from None
+        what = ", ".join(str(p) for p in (exc.context, exc.problem) if p) or "invalid YAML"
+        kind = "YAML syntax error" if isinstance(exc, ScannerError | ParserError) else "YAML error"
+        return f"{source}: {kind}{where}: {what}"
+    if isinstance(exc, ReaderError):
+        return f"{source}: YAML syntax error at offset {exc.position}: {exc.reason}"
+    if isinstance(exc, RecursionError | MemoryError):
+        return f"{source}: YAML too deep or too large to load"
+    return f"{source}: YAML error: {exc}"
+
+
+def parse_yaml(text: str, source: str = "<config>") -> Any:
+    """One YAML document, within :data:`MAX_DEPTH` and :data:`MAX_NODES`.
+
+    Raises :class:`ConfigError` with one problem (where in the file, what)
+    for anything it cannot load; nothing else escapes.
+    """
+    try:
+        node = _Composer().compose(yaml.parse(text, Loader=_Parser))
+        if node is None:
+            return None
+        return _StrictConstructor().construct_document(node)
+    except (yaml.YAMLError, RecursionError, MemoryError, ValueError, OverflowError) as exc:
+        _fail([ConfigProblem("", "", _yaml_problem(exc, source))])
+
+
+def _sorted_keys(keys: Iterable[Any]) -> list[str]:
+    return sorted(str(k) for k in keys)
 
 
 def validate_router(data: Any, plugins: PluginSet, path: Path | None = None) -> RouterConfig:
     """Validate a parsed Router document; raises :class:`ConfigError` with every problem."""
     problems: list[ConfigProblem] = []
     if not isinstance(data, dict):
-        raise ConfigError([ConfigProblem("", "", "the config must be a Router mapping")])
+        _fail([ConfigProblem("", "", "the config must be a Router mapping")])
     if data.get("apiVersion") != ROUTER_API_VERSION:
         problems.append(ConfigProblem("Router", "apiVersion", f"must be {ROUTER_API_VERSION!r}"))
     if data.get("kind") != "Router":
         problems.append(ConfigProblem("Router", "kind", "must be 'Router'"))
     extra = set(data) - {"apiVersion", "kind", "metadata", "spec"}
-    for key in sorted(extra):
+    for key in _sorted_keys(extra):
         problems.append(ConfigProblem("Router", key, "unknown field"))
-    metadata = data.get("metadata") or {}
-    router_name = metadata.get("name", "router") if isinstance(metadata, dict) else "router"
+    metadata = data.get("metadata")
+    if metadata is None:  # absent or `metadata:` with nothing under it
+        metadata = {}
+    router_name: Any = "router"
+    if not isinstance(metadata, dict):
+        problems.append(ConfigProblem("Router", "metadata", "must be a mapping"))
+    else:
+        router_name = metadata.get("name", "router")
+        if not isinstance(router_name, str) or not 1 <= len(router_name) <= 63:
+            problems.append(
+                ConfigProblem("Router", "metadata.name", "must be a string of 1-63 characters")
+            )
     spec = data.get("spec")
     items: list[Any] = []
     if not isinstance(spec, dict):
         problems.append(ConfigProblem("Router", "spec", "must be a mapping with 'resources'"))
     else:
-        for key in sorted(set(spec) - {"resources"}):
+        for key in _sorted_keys(set(spec) - {"resources"}):
             problems.append(ConfigProblem("Router", f"spec.{key}", "unknown field"))
         raw = spec.get("resources", [])
         if not isinstance(raw, list):
             problems.append(ConfigProblem("Router", "spec.resources", "must be a list"))
+        elif len(raw) > MAX_RESOURCES:
+            problems.append(
+                ConfigProblem(
+                    "Router",
+                    "spec.resources",
+                    f"{len(raw)} resources; at most {MAX_RESOURCES} (one daemon each)",
+                )
+            )
         else:
             items = raw
     resources: list[ResourceConfig] = []
@@ -182,7 +532,7 @@ def validate_router(data: Any, plugins: PluginSet, path: Path | None = None) -> 
         if res is not None:
             resources.append(res)
     if problems:
-        raise ConfigError(problems)
+        _fail(problems)
     return RouterConfig(name=str(router_name), resources=tuple(resources), path=path)
 
 
@@ -198,7 +548,7 @@ def _validate_resource(
     name = meta.get("name") if isinstance(meta, dict) else None
     if isinstance(kind, str) and isinstance(name, str):
         where = f"{kind}/{name}"
-    for key in sorted(set(item) - {"apiVersion", "kind", "metadata", "spec"}):
+    for key in _sorted_keys(set(item) - {"apiVersion", "kind", "metadata", "spec"}):
         problems.append(ConfigProblem(where, key, "unknown field"))
     if not isinstance(name, str) or not _NAME.match(name):
         problems.append(
@@ -215,7 +565,7 @@ def _validate_resource(
         known = ", ".join(sorted(k.kind for k in plugins.kinds.values())) or "none loaded"
         return None, [
             *problems,
-            ConfigProblem(where, "kind", f"unknown kind {kind!r} (known: {known})"),
+            ConfigProblem(where, "kind", f"unknown kind {kind[:64]!r} (known: {known})"),
         ]
     api_version = item.get("apiVersion")
     if api_version != dk.api_version:
@@ -236,13 +586,13 @@ def _validate_resource(
 
 
 def load_config(path: str | Path, plugins: PluginSet) -> RouterConfig:
-    """Read and validate a Router config file; raises :class:`ConfigError`."""
+    """Read and validate a Router config file; raises :class:`ConfigError`.
+
+    Whatever the file holds, the only exception is :class:`ConfigError`,
+    whose problems are one line each.
+    """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigProblem("", "", f"cannot read {p}: {exc}")]) from None
-    return validate_router(parse_yaml(text, str(p)), plugins, p)
+    return validate_router(parse_yaml(read_config_text(p), str(p)), plugins, p)
 
 
 def json_schema(plugins: PluginSet) -> dict[str, Any]:

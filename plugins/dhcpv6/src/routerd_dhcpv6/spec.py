@@ -111,7 +111,8 @@ class DHCPv6PrefixDelegationSpec(SpecModel):
     interface: str = Field(min_length=1, max_length=15)
     #: Prefix-length hint sent in Solicit (0: no hint).
     prefix_length: int = Field(default=0, ge=0, le=64)
-    downstream: list[DownstreamSpec] = Field(default_factory=list)
+    #: At most 256: the /64s of a /56, more LAN interfaces than a router has.
+    downstream: list[DownstreamSpec] = Field(default_factory=list, max_length=256)
     rapid_commit: bool = False
     request_address: bool = False
     release_on_stop: bool = True

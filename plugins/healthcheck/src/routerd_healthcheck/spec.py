@@ -19,6 +19,12 @@ from routerd_healthcheck.probes import ProbeSpec
 from routerd_healthcheck.probes import validate_spec
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "dns": 53}
+# Sane ranges (docs/configuration.md, "Limits"): a check slower than daily is
+# not watching anything, and a probe that needs more than a minute to answer
+# has failed.
+MIN_INTERVAL = 0.1
+MAX_INTERVAL = 86400.0
+MAX_TIMEOUT = 60.0
 
 
 def parse_status_range(value: str | int) -> tuple[int, int]:
@@ -61,6 +67,20 @@ class HealthCheckSpec(SpecModel):
     # None: NS for the root (which has no A record), A for any other name.
     dns_type: Literal["A", "AAAA", "NS", "SOA", "TXT", "MX", "CNAME", "PTR"] | None = None
 
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: float) -> float:
+        if not MIN_INTERVAL <= value <= MAX_INTERVAL:
+            raise ValueError("interval must be from 100ms to 1d")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: float) -> float:
+        if not 0 < value <= MAX_TIMEOUT:
+            raise ValueError("timeout must be more than 0 and at most 60s")
+        return value
+
     @field_validator("source_address")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
@@ -87,10 +107,8 @@ class HealthCheckSpec(SpecModel):
             raise ValueError("port is required for protocol tcp")
         if self.protocol == "icmp" and self.port is not None:
             raise ValueError("port has no meaning for protocol icmp")
-        if self.interval < 0.1:
-            raise ValueError("interval must be at least 100ms")
-        if self.timeout <= 0 or self.timeout > self.interval:
-            raise ValueError("timeout must be > 0 and not longer than interval")
+        if self.timeout > self.interval:
+            raise ValueError("timeout must not be longer than interval")
         problems = validate_spec(self.to_probe_spec())
         if problems:
             raise ValueError("; ".join(problems))

@@ -90,9 +90,10 @@ class RouterdServe:
         self.servers: list[UnixServer] = []
 
     # -- lifecycle -------------------------------------------------------------
-    def start(self) -> None:
-        """Validate the config (raises ConfigError), start the store and the daemons."""
-        config = load_config(self.config_path, self.plugins)
+    def start(self, config: RouterConfig | None = None) -> None:
+        """Start the store and the daemons (validates the file unless given ``config``)."""
+        if config is None:
+            config = load_config(self.config_path, self.plugins)  # raises ConfigError
         ensure_dir(self.runtime_dir, RUNTIME_ROOT_MODE)
         self.store.start()
         self._apply(config)
@@ -181,6 +182,8 @@ class RouterdServe:
         }
 
     def serve(self, install_signals: bool = True) -> int:
+        # Refuse a bad config before any socket exists: nothing is left behind.
+        config = load_config(self.config_path, self.plugins)
         main = UnixServer(
             create_control_app(self),
             self.runtime_dir / "routerd.sock",
@@ -197,7 +200,7 @@ class RouterdServe:
             root=self.runtime_dir,
         )
         self.servers = [main, status]
-        self.start()
+        self.start(config)
         if install_signals:
             signal.signal(
                 signal.SIGTERM, lambda *_: threading.Thread(target=self.stop, daemon=True).start()

@@ -81,12 +81,14 @@ def test_restore_continues_cursor_and_counts_torn_lines(tmp_path: Path) -> None:
         f.write('{"cursor": "4", "ti')  # torn by a crash mid-line
     log2 = make(tmp_path)
     assert log2.head == 3
-    assert log2.torn_lines == 3  # garbage, a cursor going backwards, the torn tail
+    assert log2.torn_lines == 2  # garbage, the torn tail
+    assert log2.out_of_order == 1  # a cursor going backwards
     log2.append("t.b", reason="R")
     assert log2.head == 4
+    log2.close()
     # The torn tail was cut, so the new line is whole and parseable.
     log3 = make(tmp_path)
-    assert log3.head == 4 and log3.torn_lines == 2
+    assert log3.head == 4 and log3.torn_lines == 1 and log3.out_of_order == 1
 
 
 def test_rotation_keeps_one_previous_file_and_serves_old_cursors(tmp_path: Path) -> None:

@@ -1,13 +1,18 @@
 from __future__ import annotations
 
 from concurrent.futures import Future
+import errno
 import json
 from pathlib import Path
 import threading
 
 import pytest
 from routerd.daemon.loop import EngineLoop
+from routerd.daemon.persistence import PersistenceHealth
 from routerd.daemon.statefile import StateFile
+from routerd.testing.tmpfs import fill
+from routerd.testing.tmpfs import require_mount_prereqs
+from routerd.testing.tmpfs import small_tmpfs
 
 
 def test_state_roundtrip_and_atomic(tmp_path: Path) -> None:
@@ -81,3 +86,57 @@ def test_submit_from_other_thread_and_worker_results() -> None:
     loop.stop()
     assert loop.join(5)
     loop.close()
+
+
+def test_a_refused_save_is_kept_reported_and_retried(tmp_path: Path) -> None:
+    health = PersistenceHealth()
+    path = tmp_path / "state.json"
+    path.mkdir()  # in the way: os.replace fails
+    (path / "x").write_text("")
+    sf = StateFile(path, health=health)
+    with pytest.raises(OSError):
+        sf.save({"n": 1})
+    with pytest.raises(OSError):
+        sf.save({"n": 2})
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"], "no temp file left"
+    assert sf.unsaved and health.degraded and sf.failed_saves == 2
+    assert "state.json" in health.faults()[0].path
+    assert sf.retry() is False, "still in the way"
+    (path / "x").unlink()
+    path.rmdir()
+    assert sf.retry() is True
+    assert json.loads(path.read_text()) == {"n": 2}, "the newest unsaved data"
+    assert not sf.unsaved and not health.degraded
+
+
+def test_clear_drops_unsaved_state(tmp_path: Path) -> None:
+    health = PersistenceHealth()
+    path = tmp_path / "state.json"
+    path.mkdir()
+    sf = StateFile(path, health=health)
+    with pytest.raises(OSError):
+        sf.save({"n": 1})
+    path.rmdir()
+    sf.clear()
+    assert sf.retry() is True and not path.exists(), "a cleared state is not resurrected"
+    assert not health.degraded
+
+
+def test_state_file_on_a_full_tmpfs(tmp_path: Path) -> None:
+    require_mount_prereqs()
+    health = PersistenceHealth()
+    with small_tmpfs(tmp_path / "fs", "64k") as fs:
+        sf = StateFile(fs / "state.json", health=health)
+        sf.save({"n": 0})
+        filler = fill(fs)
+        with pytest.raises(OSError) as info:
+            sf.save({"n": 1, "pad": "x" * 8192})
+        assert info.value.errno == errno.ENOSPC
+        assert sorted(p.name for p in fs.iterdir()) == [".filler", "state.json"], (
+            "the temporary file is removed: it would hold the space the retry needs"
+        )
+        assert health.faults()[0].reason == "NoSpace"
+        assert sf.load() == {"n": 0}, "the old state is intact"
+        filler.unlink()
+        assert sf.retry() is True
+        assert sf.load() == {"n": 1, "pad": "x" * 8192}

@@ -103,6 +103,7 @@ def daemon(
 ) -> None:
     """Run the daemon of DAEMON_KIND for one resource of the config."""
     from routerd.config import load_config
+    from routerd.daemon.persistence import StorageUnusable
     from routerd.daemon.runtime import DaemonPaths
     from routerd.daemon.runtime import DaemonRuntime
     from routerd.daemon.server import SocketInUse
@@ -144,7 +145,11 @@ def daemon(
             f"cannot listen on {paths.socket}: {exc.strerror or exc}"
         ) from None
     install_log_redaction(runtime.scrubber)
-    sys.exit(runtime.serve())
+    try:
+        code = runtime.serve()
+    except StorageUnusable as exc:  # a broken setup: one line, not a traceback
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
 
 
 @main.command()

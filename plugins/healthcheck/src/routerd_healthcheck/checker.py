@@ -101,6 +101,14 @@ class Checker:
                 self.verdict = "Pending"
         return self.verdict if self.verdict != before else None
 
+    def stall(self) -> None:
+        """Probes stopped finishing: the verdict is no longer current.
+
+        ``Error`` until a probe finishes again, then thresholds from scratch.
+        """
+        self.verdict = "Error"
+        self.consecutive_ok = self.consecutive_fail = 0
+
     def set_thresholds(self, healthy: int, unhealthy: int) -> str | None:
         """Apply new thresholds to the current run; return the verdict if it changed."""
         self.healthy_threshold, self.unhealthy_threshold = healthy, unhealthy

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -44,8 +45,12 @@ class HealthCheckEngine(DaemonEngine):
         self.checker = Checker(self.spec.healthy_threshold, self.spec.unhealthy_threshold)
         self.timer: TimerHandle | None = None
         self.in_flight: Future[Outcome] | None = None
+        self.in_flight_since = 0.0  # loop clock
+        self.stalled = False
         self.seq = 0
         self.skipped = 0
+        #: The probe function, run on a worker thread (tests inject a fake).
+        self.run_probe: Callable[..., ProbeResult] = run_probe
         self.next_probe_at: float | None = None
         self.stopped = False
 
@@ -131,6 +136,9 @@ class HealthCheckEngine(DaemonEngine):
         self.timer = None
         if self.in_flight is not None and not self.in_flight.done():
             self.skipped += 1  # the previous probe still runs (timeout ~ interval)
+            age = self.ctx.loop.clock() - self.in_flight_since
+            if not self.stalled and age > self.spec.timeout + max(self.spec.interval, 1.0):
+                self._stall(age)
         else:
             self._probe_now("interval")
         self._schedule(self.spec.interval)
@@ -140,9 +148,10 @@ class HealthCheckEngine(DaemonEngine):
         if self.in_flight is not None and not self.in_flight.done():
             return self.in_flight
         self.seq += 1
-        spec, seq = self.spec.to_probe_spec(), self.seq
+        spec, seq, probe = self.spec.to_probe_spec(), self.seq, self.run_probe
         accounted: Future[Outcome] = Future()
         self.in_flight = accounted
+        self.in_flight_since = self.ctx.loop.clock()
 
         def finished(fut: Future[ProbeResult]) -> None:
             try:
@@ -151,15 +160,38 @@ class HealthCheckEngine(DaemonEngine):
                 res = ProbeResult(
                     False, None, "probe crashed", error=f"{type(exc).__name__}: {exc}"
                 )
-            accounted.set_result(self._account(res, why))
+            try:
+                accounted.set_result(self._account(res, why))
+            except BaseException as exc:
+                # Whatever broke the accounting, the probe is over: the next
+                # one must run (the loop logs and counts the error).
+                accounted.set_exception(exc)
+                raise
 
-        self.ctx.loop.run_in_worker(lambda: run_probe(spec, seq=seq), on_done=finished)
+        self.ctx.loop.run_in_worker(lambda: probe(spec, seq=seq), on_done=finished)
         return accounted
 
+    def _stall(self, age: float) -> None:
+        """A probe runs far past its timeout: the verdict is no longer current."""
+        self.stalled = True
+        why = (
+            f"a probe started {age:.1f} s ago has not finished (timeout {self.spec.timeout:g} s); "
+            f"the last verdict ({self.checker.verdict}) is not current"
+        )
+        self.checker.stall()
+        status = self.ctx.status
+        status.set_condition("ProbeReady", False, "ProbeStalled", why)
+        status.set_condition("TargetReachable", None, "VerdictStale", why)
+        status.set_phase("Error", "ProbeStalled", why)
+        self._publish()
+
     def _account(self, res: ProbeResult, why: str) -> Outcome:
+        was_stalled, self.stalled = self.stalled, False
         outcome = Outcome(self.ctx.wall(), res.ok, res.latency, res.detail, res.error, res.address)
         previous = self.checker.verdict
         verdict = self.checker.record(outcome)
+        if verdict is None and was_stalled:
+            verdict = self.checker.verdict  # replace the ProbeStalled conditions
         latency_ms = None if res.latency is None else round(res.latency * 1000, 3)
         if res.error is not None:
             topic, reason = TOPIC_PROBE_ERROR, "ProbeError"
@@ -263,4 +295,6 @@ class HealthCheckEngine(DaemonEngine):
                 {"version": 1, "target": self._identity(), "checker": self.checker.to_json()}
             )
         except OSError as exc:
-            self.ctx.log.warning("cannot save state: %s", exc)
+            # Reported (once per episode) and retried by the runtime: the
+            # PersistenceDegraded condition says it, not a line per probe.
+            self.ctx.log.debug("cannot save state now: %s", exc)

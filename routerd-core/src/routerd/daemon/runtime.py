@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+import contextlib
 from dataclasses import dataclass
 import logging
 import os
@@ -28,6 +29,11 @@ from routerd.daemon.engine import CommandOutcome
 from routerd.daemon.engine import DaemonEngine
 from routerd.daemon.eventlog import EventLog
 from routerd.daemon.loop import EngineLoop
+from routerd.daemon.persistence import CONDITION as PERSISTENCE_CONDITION
+from routerd.daemon.persistence import PersistenceHealth
+from routerd.daemon.persistence import StorageUnusable
+from routerd.daemon.persistence import WriterFault
+from routerd.daemon.persistence import describe
 from routerd.daemon.resource import ResourceState
 from routerd.daemon.server import MAX_WAITERS
 from routerd.daemon.server import THREADS
@@ -119,8 +125,12 @@ class DaemonRuntime:
         self._stopping = threading.Event()
         self._stop_lock = threading.Lock()
         self.waiters = WaiterSlots(max(1, min(max_waiters, threads - 4)))
-        self.eventlog = EventLog(paths.state_dir / "events.jsonl", clock=wall)
-        self.statefile = StateFile(paths.state_dir / "state.json")
+        # Every writer reports disk trouble here; it becomes a condition.
+        self.persistence = PersistenceHealth(wall=wall)
+        self.eventlog = EventLog(
+            paths.state_dir / "events.jsonl", clock=wall, health=self.persistence
+        )
+        self.statefile = StateFile(paths.state_dir / "state.json", health=self.persistence)
         self.loop = EngineLoop()
         # Every way out of the daemon (events, status, command answers, logs)
         # passes through this, so no secret of the spec leaves it (§9).
@@ -186,11 +196,41 @@ class DaemonRuntime:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    def _persistence_changed(self, faults: list[WriterFault]) -> None:
+        if not faults:
+            self.resource_state.set_condition(
+                PERSISTENCE_CONDITION, False, "Writable", "every write to disk succeeds"
+            )
+            return
+        self.resource_state.set_condition(
+            PERSISTENCE_CONDITION,
+            True,
+            faults[0].reason,
+            "; ".join(f"{f.writer} {f.path}: {f.error}" for f in faults)
+            + " (kept in memory, retrying)",
+        )
+
+    def open_storage(self) -> None:
+        """Prepare the state directory and restore the event log.
+
+        Raises :class:`StorageUnusable` (one line) when a path can never work.
+        """
+        state_dir = self.paths.state_dir
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(state_dir, 0o750)
+        except OSError as exc:
+            raise StorageUnusable(
+                f"state directory {state_dir} is not usable: {describe(exc)}"
+            ) from None
+        self.persistence.add_listener(self._persistence_changed)
+        self._persistence_changed(self.persistence.faults())
+        self.eventlog.restore()
+        self.persistence.start()
+
     def start(self) -> None:
         """Restore the log, start the engine thread and the engine."""
-        self.paths.state_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.paths.state_dir, 0o750)
-        self.eventlog.restore()
+        self.open_storage()
         self.emit(
             "routerd.daemon.lifecycle.started",
             reason="Started",
@@ -222,13 +262,28 @@ class DaemonRuntime:
         self.server = UnixServer(
             create_app(self), self.paths.socket, threads=self.threads, root=self.paths.runtime_root
         )
-        self.start()
+        try:
+            self.start()
+        except StorageUnusable:
+            self._discard_server()
+            raise
         if install_signals:
             self._install_signals()
         self.ready()
         self.server.run()
         self._stopped.wait(5)
         return 0
+
+    def _discard_server(self) -> None:
+        """Close a server that never ran and remove its socket file."""
+        if self.server is None:
+            return
+        with contextlib.suppress(OSError):
+            self.server.srv.close()
+        with contextlib.suppress(OSError):
+            if self.paths.socket.is_socket():
+                self.paths.socket.unlink()
+        self.server = None
 
     def _install_signals(self) -> None:
         def on_stop(signum: int, _frame: Any) -> None:
@@ -272,6 +327,9 @@ class DaemonRuntime:
         self.loop.join(0.5)
         self.emit("routerd.daemon.lifecycle.stopped", reason="Stopped", message="stopped")
         self.eventlog.close()
+        if self.statefile.unsaved and not self.statefile.retry():
+            log.error("%s: the last state could not be saved before the exit", self.statefile.path)
+        self.persistence.stop()
         if self.server is not None:
             self.server.graceful_stop(wake_waiters=self.eventlog.close)
         self.loop.close()
@@ -306,7 +364,10 @@ class DaemonRuntime:
                     "callbackErrors": self.loop.callback_errors,
                     "lastError": self.scrubber.value(self.loop.last_error),
                 },
+                "persistence": self.persistence.to_dict(),
                 "stateFile": {
+                    "unsaved": self.statefile.unsaved,
+                    "failedSaves": self.statefile.failed_saves,
                     "corruptFiles": self.statefile.corrupt_files,
                     "lastError": self.statefile.last_error,
                 },

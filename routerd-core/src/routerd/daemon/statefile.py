@@ -16,25 +16,32 @@ from pathlib import Path
 import threading
 from typing import Any
 
+from routerd.daemon.persistence import PersistenceHealth
+from routerd.daemon.persistence import describe
+
 log = logging.getLogger("routerd.state")
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o640) -> None:
-    """Replace ``path`` with ``data`` atomically and durably."""
+    """Replace ``path`` with ``data`` atomically and durably.
+
+    On any error the temporary file is removed again (on a full disk it would
+    hold the very space the next attempt needs) and the error is raised.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    except OSError:
+    except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
@@ -46,13 +53,27 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o640) -> None:
 
 
 class StateFile:
-    """``state.json`` of one resource."""
+    """``state.json`` of one resource.
 
-    def __init__(self, path: Path) -> None:
+    With a :class:`~routerd.daemon.persistence.PersistenceHealth`, a save the
+    disk refuses is reported there and its data kept: the health's retry
+    thread writes the newest unsaved data with backoff until it lands or a
+    newer save supersedes it (``clear`` drops it).
+    """
+
+    def __init__(
+        self, path: Path, health: PersistenceHealth | None = None, writer: str = ""
+    ) -> None:
         self.path = path
         self.corrupt_files = 0
         self.last_error: str | None = None
+        self.failed_saves = 0
         self._lock = threading.Lock()
+        self._health = health
+        self._writer = writer or f"state file {path.name}"
+        self._unsaved: bytes | None = None
+        if health is not None:
+            health.register(self._writer, self.retry)
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, or None when there is none or it is unreadable."""
@@ -78,11 +99,51 @@ class StateFile:
         return data
 
     def save(self, data: dict[str, Any]) -> None:
-        """Write the state atomically; raises ``OSError`` when the disk refuses."""
+        """Write the state atomically; raises ``OSError`` when the disk refuses.
+
+        The caller may go on as if it were saved: with a health reporter the
+        data is kept and written by the retry thread once the disk allows.
+        """
         payload = json.dumps(data, indent=1, sort_keys=True).encode() + b"\n"
         with self._lock:
+            self._write_locked(payload)
+
+    def retry(self) -> bool:
+        """Write the newest unsaved data, if any; True when nothing is left unsaved."""
+        with self._lock:
+            if self._unsaved is None:
+                if self._health is not None:
+                    self._health.succeeded(self._writer)
+                return True
+            try:
+                self._write_locked(self._unsaved)
+            except OSError:
+                return False
+            return True
+
+    @property
+    def unsaved(self) -> bool:
+        return self._unsaved is not None
+
+    def _write_locked(self, payload: bytes) -> None:
+        try:
             atomic_write(self.path, payload)
+        except OSError as exc:
+            self.failed_saves += 1
+            self.last_error = f"cannot write {self.path}: {describe(exc)}"
+            if self._health is not None:
+                self._unsaved = payload
+                self._health.failed(self._writer, self.path, exc)
+            raise
+        recovered = self._unsaved is not None
+        self._unsaved = None
+        if self._health is not None and recovered:
+            self._health.succeeded(self._writer, "the newest state is saved")
 
     def clear(self) -> None:
-        with self._lock, contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        with self._lock:
+            self._unsaved = None
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            if self._health is not None:
+                self._health.succeeded(self._writer)

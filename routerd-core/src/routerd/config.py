@@ -48,6 +48,8 @@ from routerd.durations import MAX_DURATION
 from routerd.durations import parse_duration
 from routerd.errors import ConfigError
 from routerd.errors import ConfigProblem
+from routerd.kinds import ServeKind
+from routerd.kinds import serve_kinds
 from routerd.secrets import redact_spec
 
 if TYPE_CHECKING:
@@ -206,7 +208,7 @@ def _type_name(value: object) -> str:
 
 
 def validate_spec(
-    dk: DaemonKind, spec: object, where: str
+    dk: DaemonKind | ServeKind, spec: object, where: str
 ) -> tuple[SpecModel | None, list[ConfigProblem]]:
     """Validate one spec against its kind's model; returns the model or the problems."""
     if spec is None:
@@ -531,9 +533,25 @@ def validate_router(data: Any, plugins: PluginSet, path: Path | None = None) -> 
         problems.extend(item_problems)
         if res is not None:
             resources.append(res)
+    problems.extend(_check_serve_kinds(resources, items))
     if problems:
         _fail(problems)
     return RouterConfig(name=str(router_name), resources=tuple(resources), path=path)
+
+
+def _check_serve_kinds(resources: list[ResourceConfig], items: list[Any]) -> list[ConfigProblem]:
+    """Checks of serve's own kinds against the whole config (references between resources)."""
+    used = {r.kind for r in resources}
+    checks = []
+    for sk in serve_kinds().values():
+        if sk.kind in used and sk.check is not None and sk.check not in checks:
+            checks.append(sk.check)
+    declared = {
+        f"{i.get('kind')}/{i['metadata'].get('name')}"
+        for i in items
+        if isinstance(i, dict) and isinstance(i.get("metadata"), dict)
+    }
+    return [p for check in checks for p in check(resources, declared)]
 
 
 def _validate_resource(
@@ -560,9 +578,9 @@ def _validate_resource(
         )
     if not isinstance(kind, str):
         return None, [*problems, ConfigProblem(where, "kind", "required")]
-    dk = plugins.kind_for_resource_kind(kind)
+    dk = plugins.kind_for_resource_kind(kind) or serve_kinds().get(kind)
     if dk is None:
-        known = ", ".join(sorted(k.kind for k in plugins.kinds.values())) or "none loaded"
+        known = ", ".join(sorted({*(k.kind for k in plugins.kinds.values()), *serve_kinds()}))
         return None, [
             *problems,
             ConfigProblem(where, "kind", f"unknown kind {kind[:64]!r} (known: {known})"),
@@ -598,7 +616,9 @@ def load_config(path: str | Path, plugins: PluginSet) -> RouterConfig:
 def json_schema(plugins: PluginSet) -> dict[str, Any]:
     """A JSON Schema of the Router document with every loaded kind."""
     variants = []
-    for dk in sorted(plugins.kinds.values(), key=lambda k: k.kind):
+    kinds: list[DaemonKind | ServeKind] = sorted(plugins.kinds.values(), key=lambda k: k.kind)
+    kinds += sorted(serve_kinds().values(), key=lambda k: k.kind)  # serve's own, after
+    for dk in kinds:
         variants.append(
             {
                 "type": "object",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 import re
@@ -12,9 +13,11 @@ from typing import TYPE_CHECKING
 from routerd.model import RESOURCE_API_VERSION
 
 if TYPE_CHECKING:
+    from routerd.config import ResourceConfig
     from routerd.config import SpecModel
     from routerd.daemon.engine import DaemonContext
     from routerd.daemon.engine import DaemonEngine
+    from routerd.errors import ConfigProblem
 
 _KIND_NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}[a-z0-9]$")
 #: Commands every daemon has; a kind lists only the ones it adds.
@@ -61,3 +64,34 @@ class DaemonKind:
 
     def all_commands(self) -> tuple[str, ...]:
         return (*COMMON_COMMANDS, *sorted(self.commands))
+
+
+@dataclass(frozen=True)
+class ServeKind:
+    """A resource kind routerd serve runs itself, without a daemon or a plugin
+    (``EventRule``, ``DerivedEvent``: docs/rules.md).
+
+    :ivar name: the engine inside serve that runs it; the resource's
+        ``daemon_kind`` in the config (no daemon of that name exists).
+    :ivar kind: resource kind.
+    :ivar spec_model: validates the resource's ``spec``.
+    :ivar api_version: the resource ``apiVersion``.
+    :ivar check: problems of these resources against the whole config, called
+        with the valid resources and the ``<Kind>/<name>`` of every resource
+        declared (valid or not), after each resource was validated on its own.
+    """
+
+    name: str
+    kind: str
+    spec_model: type[SpecModel]
+    api_version: str
+    check: Callable[[Sequence[ResourceConfig], set[str]], list[ConfigProblem]] | None = None
+    description: str = ""
+
+
+def serve_kinds() -> dict[str, ServeKind]:
+    """Every kind routerd serve runs itself, by resource kind."""
+    # Imported here: the rules' spec models build on routerd.config, which imports this module.
+    from routerd.rules.kinds import SERVE_KINDS
+
+    return SERVE_KINDS

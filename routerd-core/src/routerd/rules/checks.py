@@ -26,9 +26,15 @@ if TYPE_CHECKING:
     from routerd.config import ResourceConfig
 
 
-def check_rules(resources: Sequence[ResourceConfig]) -> list[ConfigProblem]:
-    """Problems of the EventRules and DerivedEvents among ``resources``."""
-    known = {f"{r.kind}/{r.name}" for r in resources}
+def check_rules(
+    resources: Sequence[ResourceConfig], declared: set[str] | None = None
+) -> list[ConfigProblem]:
+    """Problems of the EventRules and DerivedEvents among ``resources``.
+
+    ``declared``: ``<Kind>/<name>`` of every resource in the file, also those
+    that did not validate (a reference to one of them is not "missing").
+    """
+    known = {f"{r.kind}/{r.name}" for r in resources} | (declared or set())
     problems: list[ConfigProblem] = []
     graph: dict[str, set[str]] = {}
     for res in resources:

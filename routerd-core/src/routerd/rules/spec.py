@@ -20,6 +20,7 @@ from pydantic.alias_generators import to_camel
 
 from routerd.config import Duration
 from routerd.config import SpecModel
+from routerd.durations import parse_duration
 from routerd.model import Scalar
 from routerd.model import Severity
 from routerd.rules import CHAIN_DEPTH
@@ -294,7 +295,8 @@ class RetractWhen(SpecModel):
 
 def _hysteresis(value: object) -> object:
     if isinstance(value, int | float | str) and not isinstance(value, bool):
-        return {"assert": value, "retract": value}
+        seconds = parse_duration(value)  # one problem for a bad duration, not one per direction
+        return {"assert": seconds, "retract": seconds}
     return value
 
 

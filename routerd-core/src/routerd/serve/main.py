@@ -19,6 +19,7 @@ from routerd.daemon.server import UnixServer
 from routerd.errors import ClientError
 from routerd.errors import CommandRejected
 from routerd.errors import ConfigError
+from routerd.kinds import serve_kinds
 from routerd.permissions import RUNTIME_ROOT_MODE
 from routerd.permissions import STATE_DIR_MODE
 from routerd.permissions import ensure_dir
@@ -28,6 +29,8 @@ from routerd.plugins import PluginSet
 from routerd.serve.api import API_VERSION
 from routerd.serve.api import create_control_app
 from routerd.serve.ingest import Follower
+from routerd.serve.rules import SOURCE_PREFIX as RULES_SOURCE
+from routerd.serve.rules import RulesRunner
 from routerd.serve.store import EventStore
 from routerd.serve.supervisor import Child
 from routerd.serve.supervisor import Supervisor
@@ -76,6 +79,8 @@ class RouterdServe:
         self.store = EventStore(db_path)
         self.waiters = WaiterSlots(API_THREADS - 4)
         self.followers: dict[str, Follower] = {}
+        # EventRules and DerivedEvents: run here, not by a daemon (docs/decisions.md).
+        self.rules = RulesRunner(self.store)
         self.supervisor = Supervisor(
             config_path,
             runtime_dir,
@@ -97,6 +102,7 @@ class RouterdServe:
         ensure_dir(self.runtime_dir, RUNTIME_ROOT_MODE)
         self.store.start()
         self._apply(config)
+        self.rules.start()
         self.supervisor.start()
 
     def _follow(self, child: Child) -> None:
@@ -112,8 +118,11 @@ class RouterdServe:
         follower.start()
 
     def _apply(self, config: RouterConfig) -> dict[str, list[str]]:
-        old = {r.ref: r for r in self.config.resources} if self.config else {}
-        new = {r.ref: r for r in config.resources}
+        self.rules.configure(config)  # serve's own kinds; the daemons' below
+        own = serve_kinds()
+        before = {r.ref: r.spec for r in self.config.resources} if self.config else {}
+        old = {r.ref: r for r in self.config.resources if r.kind not in own} if self.config else {}
+        new = {r.ref: r for r in config.resources if r.kind not in own}
         result: dict[str, list[str]] = {
             "started": [],
             "stopped": [],
@@ -143,6 +152,12 @@ class RouterdServe:
                 result["unchanged"].append(ref)
             else:
                 result[self._reload_child(res)].append(ref)
+        after = {r.ref: r.spec for r in config.resources if r.kind in own}
+        for ref in sorted(before.keys() | after.keys()):
+            if ref.partition("/")[0] in own:
+                was, now = before.get(ref), after.get(ref)
+                what = "stopped" if now is None else "started" if was is None else "reloaded"
+                result["unchanged" if was == now else what].append(ref)
         return result
 
     def _reload_child(self, res: Any) -> str:
@@ -236,6 +251,8 @@ class RouterdServe:
         self.supervisor.stop_all(STOP_DAEMONS_WITHIN)
         for follower in self.followers.values():
             follower.stop()
+        self.rules.stop()
+        self.rules.join(STOP_DAEMONS_WITHIN)
         for server in self.servers:
             server.graceful_stop()
         self.store.close()
@@ -255,6 +272,10 @@ class RouterdServe:
                 "message": f"the store cannot commit: {health['lastError']}",
                 "since": health["degradedSince"],
             }
+        if source.startswith(RULES_SOURCE):  # serve's own: current while its engine runs
+            if self.rules.is_alive():
+                return None
+            return {"reason": "EngineStopped", "message": "the rules engine stopped", "since": None}
         if child is None or child["state"] != "Running":
             state = child["state"] if child else "Removed"
             return {
@@ -359,6 +380,7 @@ class RouterdServe:
             "daemons": daemons,
             "plugins": [r.to_dict() for r in self.plugins.records],
             "store": store,
+            "rules": self.rules.snapshot(),
             "ingestion": {
                 f.source: {
                     "batches": f.batches,

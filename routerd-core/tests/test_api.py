@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+import threading
 import time
 from typing import Any
 
@@ -10,6 +12,7 @@ import pytest
 from routerd.daemon.api import WaiterSlots
 from routerd.daemon.api import create_app
 from routerd.daemon.eventlog import EventLog
+from routerd.daemon.eventlog import QueryResult
 from routerd.errors import CommandRejected
 from routerd.errors import UnknownCommand
 from routerd.model import CommandResult
@@ -17,6 +20,7 @@ from routerd.model import DaemonInfo
 from routerd.model import DaemonStatus
 from routerd.model import ResourceRef
 from routerd.model import ResourceStatus
+from routerd.topics import TopicFilter
 
 
 class Backend:
@@ -198,3 +202,46 @@ def test_a_pathological_glob_costs_linear_time(
     assert body["events"] == [] and body["cursor"] == "1000"
     # A backtracking matcher took 12 s for 26 '**' over a few hundred events.
     assert elapsed < 1.0, f"{elapsed:.2f} s for one query"
+
+
+class BlockingFilter(TopicFilter):
+    """Matches every topic, but only once the test lets it: a slow filter."""
+
+    def __init__(self, entered: threading.Event, release: threading.Event) -> None:
+        super().__init__()
+        object.__setattr__(self, "entered", entered)
+        object.__setattr__(self, "release", release)
+
+    def matches(self, topic: str) -> bool:
+        self.entered.set()  # type: ignore[attr-defined]
+        assert self.release.wait(10)  # type: ignore[attr-defined]
+        return True
+
+
+def test_a_query_never_filters_under_the_append_lock(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "events.jsonl", ring_size=10)
+    log.restore()
+    for i in range(30):  # the oldest 20 are only in the file
+        log.append(f"a.b{i}", reason="R")
+    for since in (None, 25):  # from the file, and from the ring
+        entered, release = threading.Event(), threading.Event()
+        results: list[QueryResult] = []
+        reader = threading.Thread(
+            target=lambda s, f, out: out.append(log._query(s, f, 1000)),
+            args=(since, BlockingFilter(entered, release), results),
+        )
+        reader.start()
+        try:
+            assert entered.wait(5), "the query started filtering"
+            # While the reader is inside its filter, writers and status go on.
+            t0 = time.monotonic()
+            appended = log.append("a.c", reason="R")
+            stats = log.stats()
+            assert time.monotonic() - t0 < 0.5
+            assert stats["head"] == str(appended.cursor)
+        finally:
+            release.set()
+            reader.join(5)
+        first = 1 if since is None else since + 1
+        assert [e.cursor for e in results[0].events] == list(range(first, appended.cursor))
+        assert results[0].cursor == appended.cursor - 1, "the snapshot's head, not the new one"

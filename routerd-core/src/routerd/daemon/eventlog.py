@@ -30,6 +30,7 @@ import contextlib
 from dataclasses import dataclass
 from dataclasses import field
 import errno
+import itertools
 import json
 import logging
 import math
@@ -49,7 +50,7 @@ from routerd.model import Event
 from routerd.model import Scalar
 from routerd.model import Severity
 from routerd.timefmt import rfc3339
-from routerd.topics import matches_any
+from routerd.topics import TopicFilter
 
 log = logging.getLogger("routerd.eventlog")
 
@@ -68,6 +69,10 @@ _CHUNK = 64 * 1024
 WRITER = "event log"
 
 Write = Callable[[int, bytes | memoryview], int]
+
+#: Candidates a query copies under the append lock at a time (it matches
+#: topics on them outside the lock).
+_QUERY_CHUNK = 256
 
 #: Lines are written by :meth:`EventLog.append` with the cursor first.
 _EVENT_START = b'{"cursor":"'
@@ -721,34 +726,52 @@ class EventLog:
         self, since: int | None, topics: tuple[str, ...] = (), limit: int = MAX_LIMIT
     ) -> QueryResult:
         """Events after ``since`` matching ``topics`` (caller holds no lock)."""
-        with self._cond:
-            return self._query_locked(since, topics, limit)
+        return self._query(since, TopicFilter.of(topics), limit)
 
-    def _query_locked(self, since: int | None, topics: tuple[str, ...], limit: int) -> QueryResult:
-        limit = max(1, min(limit, MAX_LIMIT))
-        reset = False
+    def _start_locked(self, since: int | None) -> tuple[int, bool]:
+        """Where a read after ``since`` starts, and whether ``since`` must be reset."""
         start = self.oldest_retained - 1
-        if since is not None:
-            if since > self.head or since < self.oldest_retained - 1:
-                reset = True  # ahead of a lost log, or behind what is retained
-            else:
-                start = since
-                hole = self._hole
-                # A cursor the log no longer vouches for (it was lost).
-                reset = hole is not None and hole[0] < since <= hole[1]
+        if since is None:
+            return start, False
+        if since > self.head or since < self.oldest_retained - 1:
+            return start, True  # ahead of a lost log, or behind what is retained
+        hole = self._hole
+        # A cursor the log no longer vouches for (it was lost).
+        return since, hole is not None and hole[0] < since <= hole[1]
+
+    def _query(self, since: int | None, topics: TopicFilter, limit: int) -> QueryResult:
+        # Topics are matched outside the append lock: under it a query only
+        # takes the next chunk of candidates (a bounded copy), so no glob, and
+        # no number of readers, can hold up an append, a status or a healthz.
+        limit = max(1, min(limit, MAX_LIMIT))
+        with self._cond:
+            start, reset = self._start_locked(since)
+            chunk = list(itertools.islice(self._candidates(start), _QUERY_CHUNK))
+            head = self.head
         events: list[Event] = []
         more = False
-        for event in self._candidates(start):
-            if not matches_any(topics, event.topic):
-                continue
-            if len(events) == limit:
-                more = True
-                break
-            events.append(event)
-        cursor = events[-1].cursor if events else self.head
-        if not reset and since is not None and self._dropped_ranges:
-            # Events dropped while the disk was full lie in the range read.
-            reset = any(a <= cursor and b > since for a, b in self._dropped_ranges)
+        while True:
+            for event in chunk:
+                if not topics.matches(event.topic):
+                    continue
+                if len(events) == limit:
+                    more = True
+                    break
+                events.append(event)
+            if more or len(chunk) < _QUERY_CHUNK:
+                break  # a short chunk ends at the head it was taken with
+            start = chunk[-1].cursor
+            with self._cond:
+                if start < self.oldest_retained - 1:
+                    reset = True  # rotated away between two chunks
+                    start = self.oldest_retained - 1
+                chunk = list(itertools.islice(self._candidates(start), _QUERY_CHUNK))
+                head = self.head
+        cursor = events[-1].cursor if events else head
+        if not reset and since is not None:
+            with self._cond:
+                # Events dropped while the disk was full lie in the range read.
+                reset = any(a <= cursor and b > since for a, b in self._dropped_ranges)
         return QueryResult(events, cursor, more, reset)
 
     def wait(
@@ -760,15 +783,19 @@ class EventLog:
     ) -> QueryResult:
         """Like :meth:`query`, but hold up to ``timeout`` s until something matches."""
         deadline = time.monotonic() + min(max(timeout, 0.0), MAX_WAIT)
-        with self._cond:
-            while True:
-                result = self._query_locked(since, topics, limit)
-                remaining = deadline - time.monotonic()
-                if result.events or result.reset or remaining <= 0 or self.closed:
-                    return result
-                # Nothing matched up to the head: only newer events can match.
-                since = result.cursor
-                self._cond.wait(remaining)
+        flt = TopicFilter.of(topics)
+        while True:
+            result = self._query(since, flt, limit)
+            remaining = deadline - time.monotonic()
+            if result.events or result.reset or remaining <= 0 or self.closed:
+                return result
+            # Nothing matched up to the head: only newer events can match.
+            since = result.cursor
+            with self._cond:
+                # Checked under the lock append notifies under, so an event
+                # appended since the query is never slept through.
+                if self.head == since and not self.closed:
+                    self._cond.wait(remaining)
 
     def stats(self) -> dict[str, Any]:
         with self._cond:

@@ -3,12 +3,25 @@
 waitress has no public stop(); the sequence below (python-stack.md §1) was
 measured to stop cleanly under load with long-polls open: stop accepting,
 wake the long-polls, let workers finish, then close every channel in-loop.
+
+Two things waitress does not do are added by a channel and a server subclass:
+
+* its own errors (bad request line, headers or body over the limit, an
+  exception escaping the app) come as the JSON error body of DESIGN.md §4,
+  not ``text/plain``;
+* a slow client cannot hold the socket: a request must arrive whole within
+  ``request_timeout`` of its first byte (else ``408``), and past
+  ``max_connections`` each new connection evicts the connection that has
+  waited longest without a request in flight (``503``). waitress alone only
+  closes connections idle for ``channel_timeout`` and stops accepting at its
+  limit, so 300 clients trickling a byte a second kept healthz unanswered.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 import contextlib
+import heapq
 import logging
 import os
 from pathlib import Path
@@ -18,8 +31,12 @@ import time
 from typing import Any
 
 from waitress import wasyncore
-from waitress.server import create_server
+from waitress.channel import HTTPChannel
+from waitress.server import UnixWSGIServer
+from waitress.task import ErrorTask
 
+from routerd.httpapi import MAX_BODY
+from routerd.httpapi import error_body
 from routerd.permissions import GROUP
 from routerd.permissions import RUNTIME_ROOT_MODE
 from routerd.permissions import SOCKET_DIR_MODE
@@ -29,7 +46,16 @@ from routerd.permissions import group_id
 log = logging.getLogger("routerd.server")
 THREADS = 64
 MAX_WAITERS = 48
+#: Connections kept open; one more evicts the one waiting longest.
 CONNECTION_LIMIT = 256
+#: Past CONNECTION_LIMIT, when every connection has a request in flight,
+#: waitress accepts this many more and then stops accepting until one ends.
+_HARD_EXTRA = 64
+#: From a request's first byte (or the connection's opening) to its last.
+#: Local clients send a request in well under a millisecond.
+REQUEST_TIMEOUT = 10.0
+#: Request line plus headers; 32 topic globs of the longest kind fit.
+MAX_REQUEST_HEADER = 32 * 1024
 
 
 class SocketInUse(RuntimeError):
@@ -72,6 +98,116 @@ def prepare_socket_path(
     raise SocketInUse(f"{path} is served by another running process")
 
 
+class JsonErrorTask(ErrorTask):  # type: ignore[misc]
+    """waitress' own error responses, in the JSON error body of every routerd socket."""
+
+    def execute(self) -> None:
+        err = self.request.error
+        body = error_body(err.reason, str(err.body))
+        self.status = f"{err.code} {err.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class GuardedChannel(HTTPChannel):  # type: ignore[misc]
+    """A channel whose unfinished request has a deadline (the loop thread checks it)."""
+
+    error_task_class = JsonErrorTask
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # The first request is due from the opening: a client that connects
+        # and sends nothing is as slow as one that sends a byte a second.
+        self.request_started: float | None = time.monotonic()
+        self.served_at = 0.0
+        super().__init__(*args, **kwargs)
+
+    def received(self, data: bytes) -> bool:
+        before = self.request
+        result: bool = super().received(data)
+        if self.request is None:
+            self.request_started = None  # every request so far is complete
+        elif self.request is not before:
+            self.request_started = time.monotonic()
+        return result
+
+    def service(self) -> None:
+        try:
+            super().service()
+        finally:
+            # A pipelined request read during a long-poll is timed from here.
+            self.served_at = time.monotonic()
+
+    def waiting_since(self) -> float | None:
+        """When this connection began waiting on its client; None while a request is served."""
+        if self.requests:
+            return None
+        if self.request_started is None:
+            return self.served_at  # idle between requests
+        return max(self.request_started, self.served_at)
+
+    def refuse(self, status: str, title: str, description: str) -> None:
+        """Answer with a JSON error if the socket takes it now, then close (loop thread)."""
+        body = error_body(title, description)
+        head = (
+            f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        with contextlib.suppress(OSError):
+            self.socket.send(head + body, socket.MSG_DONTWAIT)
+        self.will_close = True
+        self.handle_close()
+
+
+class GuardedUnixServer(UnixWSGIServer):  # type: ignore[misc]
+    """waitress' Unix server with request deadlines and eviction past the connection limit."""
+
+    channel_class = GuardedChannel
+
+    def __init__(
+        self, app: Any, *, request_timeout: float, max_connections: int, **kw: Any
+    ) -> None:
+        self.request_timeout = request_timeout
+        self.max_connections = max_connections
+        self.timed_out = 0
+        self.evicted = 0
+        # The listener and the trigger are in waitress' count too.
+        kw["connection_limit"] = max_connections + _HARD_EXTRA + 2
+        super().__init__(app, **kw)
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)  # closes connections idle for channel_timeout
+        cutoff = time.monotonic() - self.request_timeout
+        for channel in list(self.active_channels.values()):
+            since = channel.waiting_since()
+            if channel.request_started is not None and since is not None and since < cutoff:
+                self.timed_out += 1
+                channel.refuse(
+                    "408 Request Timeout",
+                    "Request Timeout",
+                    f"the request did not arrive within {self.request_timeout:g} s",
+                )
+
+    def handle_accept(self) -> None:
+        super().handle_accept()
+        excess = len(self.active_channels) - self.max_connections
+        if excess <= 0:
+            return
+        waiting = [
+            (since, channel)
+            for channel in self.active_channels.values()
+            if (since := channel.waiting_since()) is not None
+        ]
+        for _, channel in heapq.nsmallest(excess, waiting, key=lambda item: item[0]):
+            self.evicted += 1
+            channel.refuse(
+                "503 Service Unavailable",
+                "Too many connections",
+                f"more than {self.max_connections} open connections; this one waited longest",
+            )
+
+
 class UnixServer:
     """A WSGI app served by waitress on a Unix socket."""
 
@@ -85,18 +221,24 @@ class UnixServer:
         group: str | None = GROUP,
         root: Path | None = None,
         dir_mode: int = SOCKET_DIR_MODE,
+        request_timeout: float = REQUEST_TIMEOUT,
+        max_connections: int = CONNECTION_LIMIT,
     ) -> None:
         prepare_socket_path(path, root=root, dir_mode=dir_mode, dir_group=group)
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         self.path = path
-        self.srv = create_server(
+        self.srv = GuardedUnixServer(
             app,
+            request_timeout=request_timeout,
+            max_connections=max_connections,
             unix_socket=str(path),
             unix_socket_perms=perms,
             threads=threads,
-            connection_limit=CONNECTION_LIMIT,
             asyncore_use_poll=True,
             channel_timeout=120,
+            cleanup_interval=1,  # request deadlines are checked every second
+            max_request_header_size=MAX_REQUEST_HEADER,
+            max_request_body_size=MAX_BODY,
             ident="routerd",
         )
         gid = group_id(group)

@@ -39,6 +39,10 @@ from routerd.timefmt import parse_rfc3339
 log = logging.getLogger("routerd.ingest")
 POLL_WAIT = 25.0
 STATUS_EVERY = 30.0
+#: A status not refreshed for this long is stale even if nothing failed yet: a
+#: hung daemon still accepts connections and fails a long-poll only at its
+#: client timeout.
+STALE_AFTER = STATUS_EVERY + POLL_WAIT + 20.0
 TOPIC_RESET = "routerd.serve.ingest.reset"
 PHASE_CHANGED = "routerd.resource.phase.changed"
 _REFRESH_TOPICS = (PHASE_CHANGED, "routerd.daemon.lifecycle.ready")
@@ -118,6 +122,7 @@ class Follower(threading.Thread):
         self.held_statuses = 0
         self.last_error: str | None = None
         self.unreachable_since: float | None = None  # wall clock
+        self._reached = False
         self.status_at: float | None = None  # wall clock of the last stored status
         self._status_due = 0.0  # monotonic
         self._marks: dict[str, _Marks] = {}
@@ -141,6 +146,9 @@ class Follower(threading.Thread):
             )
         if self.status_at is None:
             return "NotRefreshed", f"no status read from {self.source} yet", None
+        age = time.time() - self.status_at
+        if age > STALE_AFTER:
+            return "NotRefreshed", f"no status from {self.source} for {age:.0f} s", self.status_at
         return None
 
     # -- the loop -------------------------------------------------------------
@@ -212,12 +220,14 @@ class Follower(threading.Thread):
         self.last_error = why
         if self.unreachable_since is None:
             self.unreachable_since = time.time()
-            if not self.finish_when_gone:
+            # A daemon that is still starting is not news; losing one is.
+            if self._reached and not self.finish_when_gone:
                 log.info("%s: cannot reach the daemon (%s); retrying", self.source, why)
 
     def _reachable(self) -> None:
-        if self.unreachable_since is not None:
+        if self.unreachable_since is not None and self._reached:
             log.info("%s: following again", self.source)
+        self._reached = True
         self.unreachable_since = None
         self.last_error = None
 

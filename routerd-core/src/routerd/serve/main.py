@@ -248,8 +248,12 @@ class RouterdServe:
             return
         self._stopping.set()
         sd_notify("STOPPING=1")
-        self.supervisor.stop_all(STOP_DAEMONS_WITHIN)
         for follower in self.followers.values():
+            follower.finish_when_gone = True  # store the daemons' last events, quietly
+        self.supervisor.stop_all(STOP_DAEMONS_WITHIN)
+        deadline = time.monotonic() + 1.0  # they end once the daemons' sockets are gone
+        for follower in self.followers.values():
+            follower.join(max(0.0, deadline - time.monotonic()))
             follower.stop()
         self.rules.stop()
         self.rules.join(STOP_DAEMONS_WITHIN)
@@ -348,12 +352,23 @@ class RouterdServe:
             "writeErrors": self.store.write_errors,
             **health,
         }
+        # The daemon registry (children.json, for adoption after a crash) is
+        # the other file serve writes; it is retried with backoff too.
+        sup = self.supervisor
+        failing = [f"the store cannot commit: {health['lastError']}"] if degraded else []
+        if sup.registry_error is not None:
+            failing.append(f"cannot write {sup.registry}: {sup.registry_error}")
+        since = health["stateSince"]
+        if sup.registry_changed_at:
+            since = max(since, rfc3339(sup.registry_changed_at))  # RFC 3339 UTC sorts as text
         condition = {
             "type": "PersistenceDegraded",
-            "status": "True" if degraded else "False",
-            "reason": "CommitFailing" if degraded else "Committing",
-            "message": f"the store cannot commit: {health['lastError']}" if degraded else "",
-            "lastTransitionTime": health["stateSince"],
+            "status": "True" if failing else "False",
+            "reason": ("CommitFailing" if degraded else "RegistryWriteFailing")
+            if failing
+            else "Committing",
+            "message": "; ".join(failing),
+            "lastTransitionTime": since,
         }
         return store, [condition]
 

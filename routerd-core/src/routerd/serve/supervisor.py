@@ -31,6 +31,9 @@ from routerd.config import ResourceConfig
 from routerd.daemon.statefile import atomic_write
 
 log = logging.getLogger("routerd.supervisor")
+#: children.json the disk refused is written again after 1 s, doubling up to 10 s.
+REGISTRY_RETRY_FIRST = 1.0
+REGISTRY_RETRY_CAP = 10.0
 
 
 def socket_answers(path: Path) -> bool:
@@ -117,6 +120,11 @@ class Supervisor:
         self.registry = state_dir / "serve" / "children.json"
         self._known = self._load_registry()
         self._lock = threading.RLock()
+        # A registry the disk refused is written again at this monotonic time.
+        self._registry_retry: float | None = None
+        self._registry_backoff = REGISTRY_RETRY_FIRST
+        self.registry_error: str | None = None
+        self.registry_changed_at = 0.0  # wall clock of the last failing/written change
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="supervisor", daemon=True)
 
@@ -157,6 +165,7 @@ class Supervisor:
         return data if isinstance(data, dict) else {}
 
     def _save_registry(self) -> None:
+        """Write the registry; when the disk refuses, retry from :meth:`tick` with backoff."""
         known = {
             c.key: {"pid": c.pid, "argv": self._argv(c.res)}
             for c in self.children.values()
@@ -165,7 +174,22 @@ class Supervisor:
         try:
             atomic_write(self.registry, json.dumps(known).encode())
         except OSError as exc:
-            log.warning("cannot write %s: %s", self.registry, exc)
+            now = time.monotonic()
+            if self._registry_retry is None:
+                # One line per state change: the retries are silent.
+                log.warning("cannot write %s (%s); retrying with backoff", self.registry, exc)
+                self._registry_backoff = REGISTRY_RETRY_FIRST
+                self.registry_changed_at = time.time()
+            else:
+                self._registry_backoff = min(self._registry_backoff * 2, REGISTRY_RETRY_CAP)
+            self._registry_retry = now + self._registry_backoff
+            self.registry_error = str(exc)
+            return
+        if self._registry_retry is not None:
+            log.info("wrote %s again", self.registry)
+            self.registry_changed_at = time.time()
+        self._registry_retry = None
+        self.registry_error = None
 
     def _ours(self, child: Child) -> int | None:
         """The PID of a live daemon a previous routerd started for ``child``."""
@@ -242,6 +266,8 @@ class Supervisor:
         """One supervision pass: reap exits, restart what is due."""
         now = time.monotonic()
         with self._lock:
+            if self._registry_retry is not None and now >= self._registry_retry:
+                self._save_registry()
             for child in list(self.children.values()):
                 if child.adopted_pid is not None and not _pid_alive(child.adopted_pid):
                     # Not our child: no exit status. A stop we forwarded is a

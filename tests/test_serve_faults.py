@@ -15,6 +15,7 @@ import json
 import os
 from pathlib import Path
 import secrets
+import shutil
 import signal
 import socket
 import sqlite3
@@ -77,8 +78,9 @@ def small_tmpfs(size: str) -> Iterator[Path]:
     try:
         yield where
     finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-        where.rmdir()
+        if subprocess.run(["umount", str(where)], check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(where)], check=False)
+        shutil.rmtree(where, ignore_errors=True)
 
 
 def fill(directory: Path) -> Path:
@@ -202,109 +204,113 @@ def test_full_disk_under_the_store_loses_nothing_and_logs_bounded(
             *(check(n, tcp_listener, interval="100ms", timeout="100ms") for n in names),
             state=state,
         )
-        for n in names:
-            sp.wait_for_phase("HealthCheck", n, "Healthy")
-        db_path = state / "routerd.db"
-        log_before = len(sp.log_path.read_text().splitlines())
-        heads_before = {n: daemon_head(sp, f"healthcheck/{n}") for n in names}
-
-        filler = fill(state)
-        t_full = time.monotonic()
-        degraded = poll(
-            lambda: (s := sp.status())["store"]["state"] == "Degraded" and s,
-            15,
-            "the store to report the full disk",
-        )
-        store = degraded["store"]
-        assert store["lastError"] and "full" in store["lastError"], store
-        assert store["degradedSince"] is not None
-        cond = {c["type"]: c for c in degraded["conditions"]}["PersistenceDegraded"]
-        assert cond["status"] == "True", cond
-        # While the writes fail, a resource's last phase is not served as current.
-        items = sp.get("resources").json()["items"]
-        assert {i["phase"] for i in items} == {"Unknown"}, items
-        assert {i["stale"]["reason"] for i in items} == {"PersistenceDegraded"}
-        assert {i["lastKnown"]["phase"] for i in items} == {"Healthy"}
-        # Let the daemons emit for a while; the writer must keep retrying quietly.
-        renews = 0
-        deadline = time.monotonic() + 4
-        while time.monotonic() < deadline:
-            for n in names:
-                assert sp.post(f"resources/HealthCheck/{n}/commands/renew").status == 200
-                renews += 1
-        during = sp.status()["store"]
-        assert during["state"] == "Degraded" and during["pending"] > 0, during
-        heads_full = {n: daemon_head(sp, f"healthcheck/{n}") for n in names}
-        outage_events = sum(heads_full[n] - heads_before[n] for n in names)
-        assert outage_events > 3 * renews  # received, probe, executed per renew, plus probes
-        # A daemon crashing now is restarted; its registry entry cannot be written yet.
-        old_pid = sp.daemon("HealthCheck", "c")["pid"]
-        os.kill(old_pid, signal.SIGKILL)
-        new_pid = poll(
-            lambda: (
-                (d := sp.daemon("HealthCheck", "c"))["state"] == "Running"
-                and d["pid"] not in (None, old_pid)
-                and d["pid"]
-            ),
-            15,
-            "the crashed daemon's restart",
-        )
-        cond = {c["type"]: c for c in sp.status()["conditions"]}["PersistenceDegraded"]
-        assert "children.json" in cond["message"] and "store" in cond["message"], cond
-
-        filler.unlink()
-        t_free = time.monotonic()
-        recovered = poll(
-            lambda: (s := sp.status())["store"]["state"] == "Ok" and s,
-            15,
-            "the store to recover once space is back",
-        )
-        recovery = time.monotonic() - t_free
-        registry = state / "serve" / "children.json"
-        poll(
-            lambda: json.loads(registry.read_text())["HealthCheck/c"]["pid"] == new_pid,
-            15,
-            "the daemon registry to be written again",
-        )
-        poll(
-            lambda: (
-                {c["type"]: c for c in sp.status()["conditions"]}["PersistenceDegraded"]["status"]
-                == "False"
-            ),
-            5,
-            "PersistenceDegraded to clear",
-        )
-        outage_lines = sp.log_path.read_text().splitlines()[log_before:]
-
-        # Every event the daemons emitted is stored exactly once, in order.
-        for n in names:
-            seen = assert_stored_once(sp, f"healthcheck/{n}")
-            assert set(range(heads_before[n] + 1, heads_full[n] + 1)) <= set(seen)
-        status = sp.status()
-        db = sqlite3.connect(db_path)
         try:
-            rows = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            for n in names:
+                sp.wait_for_phase("HealthCheck", n, "Healthy")
+            db_path = state / "routerd.db"
+            log_before = len(sp.log_path.read_text().splitlines())
+            heads_before = {n: daemon_head(sp, f"healthcheck/{n}") for n in names}
+
+            filler = fill(state)
+            t_full = time.monotonic()
+            degraded = poll(
+                lambda: (s := sp.status())["store"]["state"] == "Degraded" and s,
+                15,
+                "the store to report the full disk",
+            )
+            store = degraded["store"]
+            assert store["lastError"] and "full" in store["lastError"], store
+            assert store["degradedSince"] is not None
+            cond = {c["type"]: c for c in degraded["conditions"]}["PersistenceDegraded"]
+            assert cond["status"] == "True", cond
+            # While the writes fail, a resource's last phase is not served as current.
+            items = sp.get("resources").json()["items"]
+            assert {i["phase"] for i in items} == {"Unknown"}, items
+            assert {i["stale"]["reason"] for i in items} == {"PersistenceDegraded"}
+            assert {i["lastKnown"]["phase"] for i in items} == {"Healthy"}
+            # Let the daemons emit for a while; the writer must keep retrying quietly.
+            renews = 0
+            deadline = time.monotonic() + 4
+            while time.monotonic() < deadline:
+                for n in names:
+                    assert sp.post(f"resources/HealthCheck/{n}/commands/renew").status == 200
+                    renews += 1
+            during = sp.status()["store"]
+            assert during["state"] == "Degraded" and during["pending"] > 0, during
+            heads_full = {n: daemon_head(sp, f"healthcheck/{n}") for n in names}
+            outage_events = sum(heads_full[n] - heads_before[n] for n in names)
+            assert outage_events > 3 * renews  # received, probe, executed per renew, plus probes
+            # A daemon crashing now is restarted; its registry entry cannot be written yet.
+            old_pid = sp.daemon("HealthCheck", "c")["pid"]
+            os.kill(old_pid, signal.SIGKILL)
+            new_pid = poll(
+                lambda: (
+                    (d := sp.daemon("HealthCheck", "c"))["state"] == "Running"
+                    and d["pid"] not in (None, old_pid)
+                    and d["pid"]
+                ),
+                15,
+                "the crashed daemon's restart",
+            )
+            cond = {c["type"]: c for c in sp.status()["conditions"]}["PersistenceDegraded"]
+            assert "children.json" in cond["message"] and "store" in cond["message"], cond
+
+            filler.unlink()
+            t_free = time.monotonic()
+            recovered = poll(
+                lambda: (s := sp.status())["store"]["state"] == "Ok" and s,
+                15,
+                "the store to recover once space is back",
+            )
+            recovery = time.monotonic() - t_free
+            registry = state / "serve" / "children.json"
+            poll(
+                lambda: json.loads(registry.read_text())["HealthCheck/c"]["pid"] == new_pid,
+                15,
+                "the daemon registry to be written again",
+            )
+            poll(
+                lambda: (
+                    {c["type"]: c for c in sp.status()["conditions"]}["PersistenceDegraded"][
+                        "status"
+                    ]
+                    == "False"
+                ),
+                5,
+                "PersistenceDegraded to clear",
+            )
+            outage_lines = sp.log_path.read_text().splitlines()[log_before:]
+
+            # Every event the daemons emitted is stored exactly once, in order.
+            for n in names:
+                seen = assert_stored_once(sp, f"healthcheck/{n}")
+                assert set(range(heads_before[n] + 1, heads_full[n] + 1)) <= set(seen)
+            status = sp.status()
+            db = sqlite3.connect(db_path)
+            try:
+                rows = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            finally:
+                db.close()
+            assert status["store"]["inserted"] == rows, "inserted counts committed rows"
+            assert status["store"]["duplicatesDropped"] == 0
+            for n in names:
+                sp.wait_for_phase("HealthCheck", n, "Healthy")
+            store_lines = [line for line in outage_lines if "routerd.store" in line]
+            registry_lines = [line for line in outage_lines if "children.json" in line]
+            assert "Traceback" not in "\n".join(outage_lines)
+            assert len(store_lines) == 2, store_lines  # degraded, recovered
+            assert len(registry_lines) == 2, registry_lines  # cannot write, wrote again
+            # With the crash and restart of one daemon (supervisor and follower lines).
+            assert len(outage_lines) <= 12, outage_lines
+            print(
+                f"\nfull disk: {outage_events} events emitted during "
+                f"{t_free - t_full:.1f} s of outage, {during['pending']} pending at peak sample, "
+                f"{len(outage_lines)} serve log lines ({len(store_lines)} from the store), "
+                f"recovered {recovery:.2f} s after space was freed, writeErrors "
+                f"{recovered['store']['writeErrors']}, dropped {recovered['store']['dropped']}"
+            )
         finally:
-            db.close()
-        assert status["store"]["inserted"] == rows, "inserted counts committed rows"
-        assert status["store"]["duplicatesDropped"] == 0
-        for n in names:
-            sp.wait_for_phase("HealthCheck", n, "Healthy")
-        store_lines = [line for line in outage_lines if "routerd.store" in line]
-        registry_lines = [line for line in outage_lines if "children.json" in line]
-        assert "Traceback" not in "\n".join(outage_lines)
-        assert len(store_lines) == 2, store_lines  # degraded, recovered
-        assert len(registry_lines) == 2, registry_lines  # cannot write, wrote again
-        # With the crash and restart of one daemon (supervisor and follower lines).
-        assert len(outage_lines) <= 12, outage_lines
-        print(
-            f"\nfull disk: {outage_events} events emitted during "
-            f"{t_free - t_full:.1f} s of outage, {during['pending']} pending at peak sample, "
-            f"{len(outage_lines)} serve log lines ({len(store_lines)} from the store), "
-            f"recovered {recovery:.2f} s after space was freed, writeErrors "
-            f"{recovered['store']['writeErrors']}, dropped {recovered['store']['dropped']}"
-        )
-        sp.stop()
+            sp.stop()  # before the tmpfs goes: nothing may write under its mount point
 
 
 def test_a_status_routerd_cannot_refresh_is_not_served_as_current(

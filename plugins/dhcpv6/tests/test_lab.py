@@ -301,10 +301,86 @@ def test_renumbering_withdraws_the_old_prefix_and_binds_the_new(pd_lab: PdLab) -
         2,
         f"status holding only {new}",
     )
-    res = d.wait_for_phase("Applied", timeout=2)
+    d.wait_for_phase("Applied", timeout=2)
     subnet = list(ipaddress.IPv6Network(new).subnets(new_prefix=64))[1]
     assert lan_addresses(lab) == [f"{subnet.network_address + 1}/64"]
     assert unreachable_routes(lab) == [new]
+
+
+@pytest.mark.parametrize("how", ["mtu", "sysctl"])
+def test_wan_without_link_local_leaves_applied_and_recovers(
+    how: str, pd_lab: PdLab, conditions: Conditions
+) -> None:
+    # An MTU below 1280 (a DHCPv4 server's option 26 applied by another
+    # client) or disable_ipv6 takes IPv6 and the link-local address off the
+    # WAN: nothing can be sent (ENETUNREACH) while the carrier stays up.
+    lab, pair = pd_lab, pd_lab.pair
+    d = lab.daemon()
+    prefix = held_prefix(d.wait_for_phase("Applied", timeout=10))
+    address = lan_addresses(lab)
+    head = d.head()
+    if how == "mtu":
+        pair.client.ip("link", "set", "dev", "wan0", "mtu", "576")
+    else:
+        pair.client.sysctl({"net.ipv6.conf.wan0.disable_ipv6": "1"})
+    assert pair.client.link_local("wan0") is None
+    res = d.wait_for_phase("Error", timeout=5)
+    (error,) = events_since(d, head, "routerd.resource.phase.changed")
+    assert (error["attributes"]["previousPhase"], error["reason"]) == (
+        "Applied",
+        "NoLinkLocal",
+    )
+    cond = conditions(res)
+    assert (cond["LinkLocalAvailable"]["status"], cond["LinkLocalAvailable"]["reason"]) == (
+        "False",
+        "IPv6Disabled",
+    )
+    assert ("576" in cond["LinkLocalAvailable"]["message"]) == (how == "mtu")
+    assert cond["LinkReady"]["status"] == "True", "the carrier is still there"
+    assert res["observed"]["state"] == "LINK_DOWN" and res["observed"]["linkLocal"] is None
+    assert held_prefix(res) == prefix and lan_addresses(lab) == address, "kept until valid ends"
+    (lost,) = events_since(d, head, "routerd.dhcpv6.client.linklocal.lost")
+    assert lost["severity"] == "warning" and lost["attributes"]["cause"] == "IPv6Disabled"
+    assert lost["attributes"]["prefixHeld"] is True
+    resp = d.command("renew")
+    assert resp.status == 409 and "IPv6" in resp.json()["description"]
+    sent_while_down = len(sent_types(d, head))
+
+    # IPv6 back: the link-local returns and the held prefix is rebound.
+    head2 = d.head()
+    if how == "mtu":
+        pair.client.ip("link", "set", "dev", "wan0", "mtu", "1500")
+    else:
+        pair.client.sysctl({"net.ipv6.conf.wan0.disable_ipv6": "0"})
+    back = d.wait_for_event("routerd.dhcpv6.client.linklocal.available", since=head2, timeout=5)
+    assert back["attributes"]["address"] == pair.client.wait_for_link_local("wan0")
+    rebound = d.wait_for_event("routerd.dhcpv6.client.prefix.rebound", since=head2, timeout=8)
+    assert rebound["attributes"]["prefix"] == prefix
+    res = d.wait_for_phase("Applied", timeout=2)
+    ll_cond = conditions(res)["LinkLocalAvailable"]
+    assert (ll_cond["status"], ll_cond["reason"]) == ("True", "Available")
+    assert back["attributes"]["address"] in ll_cond["message"]
+    assert sent_while_down == 0, "nothing was sent without a source address"
+    assert res["observed"]["counters"]["sendErrors"] == {}
+
+
+def test_start_without_link_local_is_pending_until_ipv6_is_on(
+    pd_lab: PdLab, conditions: Conditions
+) -> None:
+    lab, pair = pd_lab, pd_lab.pair
+    pair.client.sysctl({"net.ipv6.conf.wan0.disable_ipv6": "1"})
+    d = lab.daemon()
+    lost = d.wait_for_event("routerd.dhcpv6.client.linklocal.lost", timeout=5)
+    assert lost["attributes"]["prefixHeld"] is False
+    res = d.wait_for_phase("Pending", timeout=1)
+    assert res["observed"]["counters"]["sendErrors"] == {}, "it waits instead of failing"
+    assert res["observed"]["counters"]["sent"] == {} and res["observed"]["state"] == "LINK_DOWN"
+    cond = conditions(res)["LinkLocalAvailable"]
+    assert (cond["status"], cond["reason"]) == ("False", "IPv6Disabled")
+    pair.client.sysctl({"net.ipv6.conf.wan0.disable_ipv6": "0"})
+    res = d.wait_for_phase("Applied", timeout=10)
+    assert conditions(res)["LinkLocalAvailable"]["status"] == "True"
+    assert res["observed"]["counters"]["sendErrors"] == {}
 
 
 def test_sigkill_and_restart_keeps_the_prefix_without_solicit(pd_lab: PdLab) -> None:

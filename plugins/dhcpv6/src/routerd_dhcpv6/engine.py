@@ -32,6 +32,7 @@ from routerd.errors import UnknownCommand
 from routerd.model import Scalar
 from routerd.model import Severity
 from routerd.netapply import ApplyError
+from routerd.netapply import LinkLocal
 from routerd.netapply import LinkState
 from routerd.netapply import LinkWatcher
 from routerd.netapply import NetApplier
@@ -69,6 +70,8 @@ from routerd_dhcpv6.transport import TransportError
 
 TOPIC_LINK_UP = "routerd.dhcpv6.client.link.up"
 TOPIC_LINK_DOWN = "routerd.dhcpv6.client.link.down"
+TOPIC_LINKLOCAL_LOST = "routerd.dhcpv6.client.linklocal.lost"
+TOPIC_LINKLOCAL_AVAILABLE = "routerd.dhcpv6.client.linklocal.available"
 TOPIC_DOWNSTREAM_ASSIGNED = "routerd.dhcpv6.client.downstream.assigned"
 TOPIC_DOWNSTREAM_REMOVED = "routerd.dhcpv6.client.downstream.removed"
 TOPIC_DOWNSTREAM_FAILED = "routerd.dhcpv6.client.downstream.failed"
@@ -93,6 +96,8 @@ TOPICS: tuple[str, ...] = (
     *(str(cls.topic) for cls in CORE_EVENTS),
     TOPIC_LINK_UP,
     TOPIC_LINK_DOWN,
+    TOPIC_LINKLOCAL_LOST,
+    TOPIC_LINKLOCAL_AVAILABLE,
     TOPIC_DOWNSTREAM_ASSIGNED,
     TOPIC_DOWNSTREAM_REMOVED,
     TOPIC_DOWNSTREAM_FAILED,
@@ -104,6 +109,9 @@ TOPICS: tuple[str, ...] = (
 RELEASE_WAIT = 0.8
 #: Retry opening the socket this often while it fails (port taken, ...).
 SOCKET_RETRY = 5.0
+#: Send errors that mean the WAN has no IPv6 source address to send from:
+#: no link-local (IPv6 off, MTU below 1280, DAD failed) or no IPv6 route.
+_NO_SOURCE_ERRNOS = frozenset({errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.ENETDOWN})
 DUID_FILE = "duid.json"
 STATE_VERSION = 1
 
@@ -184,6 +192,13 @@ class Dhcpv6Engine(DaemonEngine):
         self.reader_fd: int | None = None
         self.link: LinkState | None = None
         self.link_ready = False
+        # The WAN can carry DHCPv6: carrier *and* a usable link-local address
+        # (RFC 9915 §13.1: the client sends from its link-local address).
+        self.ipv6_ready = False
+        self.link_local: LinkLocal | None = None
+        self.send_blocked: str | None = None  # errno of the last "no source" send failure
+        self.link_local_lost = False  # a linklocal.lost event is outstanding
+        self._address_events = 0
         self.downstream: dict[str, LinkState] = {}
         self.client_started = False
         self._overruns = 0
@@ -229,10 +244,11 @@ class Dhcpv6Engine(DaemonEngine):
                 self._saved_duid = saved.get("clientDuid")
         # pyroute2 and netlink sockets belong to this (the engine) thread.
         self.applier = NetApplier()
-        self.watcher = LinkWatcher(self._watched())
+        self.watcher = LinkWatcher(self._watched(), ipv6_addresses=True)
         self.loop.add_reader(self.watcher.fileno(), self._on_netlink)
         link = self.applier.link(self.spec.interface)
         self.link = link
+        self._read_link_local()
         for d in self.spec.downstream:
             self.downstream[d.interface] = self.applier.link(d.interface)
         self._ensure_client(link)
@@ -333,8 +349,11 @@ class Dhcpv6Engine(DaemonEngine):
         before = client.state
         ok: bool = getattr(client, name)(self._now())
         if not ok:
+            down = f"; {self.spec.interface} has no carrier"
+            if self.link_ready and self.link_local is not None and not self.link_local.usable:
+                down = f"; {self.link_local.message}"
             hint = {
-                State.LINK_DOWN: f"; {self.spec.interface} has no carrier",
+                State.LINK_DOWN: down,
                 State.RELEASE: "; a Release is under way",
                 State.STOPPED: "; the client is stopping",
             }.get(before, "")
@@ -455,10 +474,13 @@ class Dhcpv6Engine(DaemonEngine):
         # Every change in order: a link that went down and up again between
         # two reads must still count as a flap (its addresses were flushed).
         states = [c.state for c in self.watcher.drain()]
+        addresses_changed = self.watcher.address_events != self._address_events
+        self._address_events = self.watcher.address_events
         if self.watcher.overruns != self._overruns:
             self._overruns = self.watcher.overruns
             # Events were lost: look at everything as it is now.
             states += [self.applier.link(name) for name in sorted(self._watched())]
+            addresses_changed = True
         downstream = {d.interface for d in self.spec.downstream}
         flapped = False
         for state in states:
@@ -470,6 +492,10 @@ class Dhcpv6Engine(DaemonEngine):
             self._reconcile()
             self._refresh()
             self._save()
+        if addresses_changed or any(st.name == self.spec.interface for st in states):
+            # A link-local address came, went, finished DAD, or the WAN's MTU
+            # or disable_ipv6 changed (which removes or restores IPv6 on it).
+            self._link_local_changed()
 
     def _wan_event(self, link: LinkState) -> None:
         was_ready = self.link_ready
@@ -515,6 +541,8 @@ class Dhcpv6Engine(DaemonEngine):
 
     def _wan_up(self, initial: bool = False) -> None:
         self.link_ready = True
+        self.ipv6_ready = False  # a new link (or index): the core must hear link_up
+        self._read_link_local()
         self._set_link_condition()
         if not initial:
             self.link_changes += 1
@@ -527,14 +555,12 @@ class Dhcpv6Engine(DaemonEngine):
                 prefixHeld=self._holding(),
             )
         self._open_socket()
-        client = self.client
-        if client is not None and not self._start_client():
-            # Running already: RFC 9915 §18.2.12 — Rebind what is held, or Solicit.
-            client.link_up(self._now())
+        self._sync_ipv6()
         self._pump()
 
     def _wan_down(self, initial: bool = False) -> None:
         self.link_ready = False
+        self._read_link_local()
         self._set_link_condition()
         if not initial:
             self.link_changes += 1
@@ -547,10 +573,92 @@ class Dhcpv6Engine(DaemonEngine):
                 interface=self.spec.interface,
                 prefixHeld=self._holding(),
             )
-        client = self.client
-        if client is not None and not self._start_client():
-            client.link_down(self._now())
+        self._sync_ipv6()
         self._pump()
+
+    def _read_link_local(self) -> None:
+        link = self.link
+        if self.applier is None or link is None or not link.exists:
+            self.link_local = None
+            return
+        try:
+            self.link_local = self.applier.link_local(self.spec.interface)
+        except Exception as exc:  # netlink trouble: keep the last view
+            self._error(f"cannot read the addresses of {self.spec.interface}: {exc}")
+
+    def _link_local_changed(self) -> None:
+        before = self.link_local
+        self._read_link_local()
+        if self.link_local == before:
+            return
+        if self.link_local is not None and self.link_local.usable:
+            self.send_blocked = None  # a fresh address: sends will tell
+        if self.link_ready:
+            self._sync_ipv6()
+            self._pump()
+
+    def _sync_ipv6(self) -> None:
+        """Tell the core whether the WAN can carry DHCPv6 now.
+
+        Without a usable link-local address nothing can be sent (the kernel
+        answers ENETUNREACH or EADDRNOTAVAIL): the core waits in LINK_DOWN,
+        keeping what it holds until the valid lifetime, exactly as for a
+        carrier loss, and Rebinds (RFC 9915 §18.2.12) or Solicits when the
+        address is back. A tentative address is waited for silently (DAD
+        takes about a second); anything else is reported.
+        """
+        ll = self.link_local
+        ready = self.link_ready and ll is not None and ll.usable
+        problem = self._link_local_problem()
+        if problem is not None and not self.link_local_lost:
+            self.link_local_lost = True
+            reason, message = problem
+            self.ctx.emit(
+                TOPIC_LINKLOCAL_LOST,
+                reason="LinkLocalLost",
+                message=f"{message}; DHCPv6 cannot send, holding "
+                + (", ".join(self._prefixes()) or "no prefix"),
+                severity="warning",
+                interface=self.spec.interface,
+                cause=reason,
+                prefixHeld=self._holding(),
+            )
+        elif ready and problem is None and self.link_local_lost:
+            self.link_local_lost = False
+            assert ll is not None
+            self.ctx.emit(
+                TOPIC_LINKLOCAL_AVAILABLE,
+                reason="LinkLocalAvailable",
+                message=f"{ll.address} on {self.spec.interface}; "
+                + ("rebinding the held prefix" if self._holding() else "soliciting"),
+                interface=self.spec.interface,
+                address=ll.address,
+                prefixHeld=self._holding(),
+            )
+        changed = ready != self.ipv6_ready
+        self.ipv6_ready = ready
+        client = self.client
+        if client is None or self._start_client() or not changed:
+            return
+        if ready:
+            # Running already: RFC 9915 §18.2.12 — Rebind what is held, or Solicit.
+            client.link_up(self._now())
+        else:
+            client.link_down(self._now())
+
+    def _link_local_problem(self) -> tuple[str, str] | None:
+        """(reason, message) when the WAN is up but cannot send DHCPv6; None
+        when it can, or is only waiting for DAD (or has no link at all)."""
+        if not self.link_ready:
+            return None
+        ll = self.link_local
+        if ll is None:
+            return "NoLinkLocal", f"{self.spec.interface} has no IPv6 link-local address"
+        if not ll.usable:
+            return None if ll.reason == "Tentative" else (ll.reason, ll.message)
+        if self.send_blocked is not None:
+            return "SendFailed", f"sending on {self.spec.interface} fails: {self.send_blocked}"
+        return None
 
     def _start_client(self) -> bool:
         """Start the core once; True when it started now.
@@ -564,7 +672,7 @@ class Dhcpv6Engine(DaemonEngine):
         self.client_started = True
         now = self._now()
         client.start(now, self._saved())
-        if not self.link_ready:
+        if not self.ipv6_ready:
             client.packets_to_send()  # cannot go out; link-up restarts the exchange
             client.link_down(now)
         return True
@@ -621,7 +729,7 @@ class Dhcpv6Engine(DaemonEngine):
             except EncodeError as exc:  # a core bug; never crash the engine
                 self._error(f"cannot encode {msg.type_name}: {exc}")
                 continue
-            if not self.link_ready or not self.transport.is_open:
+            if not self.ipv6_ready or not self.transport.is_open:
                 continue  # the core retransmits; link-up restarts the exchange
             try:
                 self.transport.send(payload)
@@ -629,6 +737,23 @@ class Dhcpv6Engine(DaemonEngine):
                 self._error(str(exc.strerror or exc))
                 if exc.errno in (errno.ENODEV, errno.ENXIO):
                     self._open_socket()
+                elif exc.errno in _NO_SOURCE_ERRNOS:
+                    # No source address: the link-local is gone (netlink
+                    # tells us too; this may come first). Reported, and the
+                    # core waits as for a carrier loss when it is gone.
+                    self.send_blocked = errno.errorcode.get(exc.errno, str(exc.errno))
+                    self._read_link_local()
+                    self.loop.call_later(0.0, self._resync_ipv6)
+            else:
+                if self.send_blocked is not None:
+                    self.send_blocked = None
+                    self.loop.call_later(0.0, self._resync_ipv6)
+
+    def _resync_ipv6(self) -> None:
+        # Not from inside the pump that sent: link_down changes the core.
+        if not self.stopped:
+            self._sync_ipv6()
+            self._pump()
 
     # -------------------------------------------------------------------- pump
     def _on_timer(self) -> None:
@@ -814,16 +939,16 @@ class Dhcpv6Engine(DaemonEngine):
             status.set_condition(
                 "PrefixAssigned", True, "Assigned", ", ".join(done) or "unreachable route only"
             )
+        problem = self._link_local_problem()
+        self._set_link_local_condition(problem)
         if self.socket_error is not None and self.link_ready:
             status.set_phase("Error", "SocketFailed", self.socket_error)
+        elif problem is not None and held:
+            # The prefix can no longer be renewed: reporting it Applied would
+            # present a verdict nobody refreshes as current.
+            status.set_phase("Error", "NoLinkLocal", f"{problem[1]}; the prefix cannot be renewed")
         elif not held:
-            if self.client is None:
-                why = f"{self.spec.interface} does not exist; waiting for it"
-            elif not self.link_ready:
-                why = f"{self.spec.interface} is not ready; waiting for its link"
-            else:
-                why = f"no prefix yet ({state.value if state else '-'})"
-            status.set_phase("Pending", "LinkDown" if not self.link_ready else "NoPrefix", why)
+            status.set_phase("Pending", *self._pending_why(problem))
         elif not self.spec.apply_prefixes:
             status.set_phase("Bound", "PrefixDelegated", ", ".join(self._prefixes()))
         elif self.apply_errors:
@@ -834,6 +959,40 @@ class Dhcpv6Engine(DaemonEngine):
         else:
             status.set_phase("Applied", "PrefixAssigned", ", ".join(self._prefixes()))
         status.set_observed(self._observed())
+
+    def _pending_why(self, problem: tuple[str, str] | None) -> tuple[str, str]:
+        """(reason, message) of the Pending phase (no prefix held)."""
+        wan = self.spec.interface
+        if not self.link_ready:
+            if self.client is None:
+                return "LinkDown", f"{wan} does not exist; waiting for it"
+            return "LinkDown", f"{wan} is not ready; waiting for its link"
+        if not self.ipv6_ready or problem is not None:
+            ll = self.link_local
+            text = problem[1] if problem is not None else None
+            text = text or (ll.message if ll is not None else f"{wan} has no link-local address")
+            return "NoLinkLocal", f"{text}; waiting"
+        state = self.client.state.value if self.client is not None else "-"
+        return "NoPrefix", f"no prefix yet ({state})"
+
+    def _set_link_local_condition(self, problem: tuple[str, str] | None) -> None:
+        status = self.ctx.status
+        ll = self.link_local
+        if not self.link_ready:
+            status.set_condition(
+                "LinkLocalAvailable", False, "LinkDown", f"{self.spec.interface} has no link"
+            )
+        elif problem is not None:
+            status.set_condition("LinkLocalAvailable", False, problem[0], problem[1])
+        elif ll is not None and ll.usable:
+            status.set_condition("LinkLocalAvailable", True, "Available", ll.message)
+        else:  # tentative: DAD is running
+            status.set_condition(
+                "LinkLocalAvailable",
+                False,
+                "Tentative",
+                ll.message if ll is not None else "waiting for a link-local address",
+            )
 
     def _observed(self) -> dict[str, Any]:
         client = self.client
@@ -873,6 +1032,7 @@ class Dhcpv6Engine(DaemonEngine):
             "state": client.state.value if client is not None else "INIT",
             "interface": self.spec.interface,
             "linkReady": self.link_ready,
+            "linkLocal": self.link_local.address if self.link_local is not None else None,
             "prefixes": prefixes,
             "assigned": assigned,
             "unreachableRoutes": sorted(

@@ -27,6 +27,12 @@ import threading
 import time
 from typing import Any
 
+from routerd.client import ANY
+from routerd.client import BOOL
+from routerd.client import CURSOR
+from routerd.client import DAEMON_STATUS
+from routerd.client import ListOf
+from routerd.client import Obj
 from routerd.client import Response
 from routerd.client import UnixClient
 from routerd.errors import ClientError
@@ -54,6 +60,13 @@ _TIME_SLACK = 1e-6
 _SETTLE_TRIES = 3
 #: Pages of 1000 events fetched to reach a status's head before giving up.
 _MAX_PAGES = 50
+#: An events page as a follower takes it: the frame is checked strictly, each
+#: event on its own in :meth:`Follower._parse`, so one malformed event is a
+#: counted drop instead of a page refused for ever.
+EVENT_PAGE = Obj(
+    {"cursor": CURSOR, "events": ListOf(ANY), "more": BOOL, "reset": BOOL},
+    required=("cursor", "events"),
+)
 
 
 @dataclass
@@ -120,6 +133,7 @@ class Follower(threading.Thread):
         self.batches = 0
         self.resets = 0
         self.held_statuses = 0
+        self.malformed_events = 0
         self.last_error: str | None = None
         self.unreachable_since: float | None = None  # wall clock
         self._reached = False
@@ -173,13 +187,22 @@ class Follower(threading.Thread):
                 continue
             self._reachable()
             if resp.status == 429:
-                self._halt.wait(float(resp.headers.get("retry-after", "1")))
+                self._halt.wait(_retry_after(resp))
                 continue
             if resp.status != 200:
                 self.last_error = resp.error_text()
                 self._halt.wait(1.0)
                 continue
-            answer = self._parse(resp.json(), epoch, cursor)
+            try:
+                page = resp.json_as(EVENT_PAGE)
+            except ClientError as exc:
+                # A daemon answering garbage is treated like one that does not
+                # answer: counted, retried with backoff, never the end of the thread.
+                self._unreachable(str(exc))
+                self._halt.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            answer = self._parse(page, epoch, cursor)
             statuses: list[StatusUpdate] = []
             if (until_due == 0 or answer.refresh) and not self.finish_when_gone:
                 answer, statuses = self._with_status(client, answer)
@@ -236,7 +259,8 @@ class Follower(threading.Thread):
         for raw in body.get("events", []):
             try:
                 events.append(Event.from_dict(raw))
-            except (KeyError, ValueError, TypeError):
+            except (KeyError, ValueError, TypeError, AttributeError):
+                self.malformed_events += 1
                 log.warning("%s: dropped a malformed event", self.source)
         new_cursor = int(body.get("cursor", cursor or 0))
         if body.get("reset"):
@@ -269,11 +293,11 @@ class Follower(threading.Thread):
         for _ in range(_SETTLE_TRIES):
             try:
                 resp = client.get("/v1/status")
+                if resp.status != 200:
+                    return answer, []
+                body = resp.json_as(DAEMON_STATUS)
             except ClientError:
                 return answer, []
-            if resp.status != 200:
-                return answer, []
-            body = resp.json()
             head = _head(body)
             reached = self._fetch_until(client, answer, head) if head is not None else answer
             if reached is None:
@@ -306,11 +330,11 @@ class Follower(threading.Thread):
     ) -> _Answer | None:
         try:
             resp = self._events(client, answer.cursor, wait)
+            if resp.status != 200:
+                return None
+            body = resp.json_as(EVENT_PAGE)
         except ClientError:
             return None
-        if resp.status != 200:
-            return None
-        body = resp.json()
         if body.get("reset"):
             return None  # the main loop records it
         more = self._parse(body, answer.epoch, answer.cursor)
@@ -379,6 +403,12 @@ class Follower(threading.Thread):
             self.status_at = time.time()
             self._status_due = time.monotonic() + STATUS_EVERY
         return True
+
+
+def _retry_after(resp: Response) -> float:
+    """``Retry-After`` in seconds (RFC 9110 §10.2.3), bounded; 1 s when absent or not a number."""
+    raw = resp.headers.get("retry-after", "")
+    return min(float(raw), 30.0) if raw.isascii() and raw.isdigit() else 1.0
 
 
 def _head(status: dict[str, Any]) -> int | None:

@@ -403,6 +403,7 @@ class RouterdServe:
                     "lastError": f.last_error,
                     "statusRefreshedAt": rfc3339(f.status_at) if f.status_at else None,
                     "heldStatuses": f.held_statuses,
+                    "malformedEvents": f.malformed_events,
                 }
                 for f in self.followers.values()
             },

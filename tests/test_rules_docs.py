@@ -7,14 +7,11 @@ import re
 from typing import Any
 
 import pytest
-from routerd.config import ResourceConfig
 from routerd.config import validate_router
 from routerd.errors import ConfigError
 from routerd.plugins import load_plugins
 from routerd.rules import DERIVED_EVENT
 from routerd.rules import EVENT_RULE
-from routerd.rules import RULES_API_VERSION
-from routerd.rules.checks import check_rules
 from routerd.rules.spec import OPERATORS
 from routerd.testing.rules import defs_from_resources
 from routerd.testing.rules import run_timeline
@@ -36,28 +33,16 @@ def blocks() -> list[tuple[str, Any]]:
 
 
 def validate(resources: list[dict[str, Any]]) -> None:
-    """Validate as a Router config: plugin kinds by their plugins, rules by their models
-    and against the whole config; raises ConfigError with every problem."""
+    """Validate as a Router config, as ``routerd validate`` does (ConfigError lists all)."""
     plugins = load_plugins(allow={"healthcheck", "dhcpv4", "dhcpv6"})
-    rule_kinds = (EVENT_RULE, DERIVED_EVENT)
-    others = [r for r in resources if r["kind"] not in rule_kinds]
     router = {
         "apiVersion": "routerd.net/v1alpha1",
         "kind": "Router",
         "metadata": {"name": "docs"},
-        "spec": {"resources": others},
+        "spec": {"resources": resources},
     }
-    configs = list(validate_router(router, plugins).resources)
-    rules, derived = defs_from_resources(resources)
-    for d in [*rules, *derived]:
-        kind = EVENT_RULE if d in rules else DERIVED_EVENT
-        configs.append(ResourceConfig(RULES_API_VERSION, kind, d.name, d.spec, "rules"))
-    for res in resources:
-        if res["kind"] in rule_kinds:
-            assert res["apiVersion"] == RULES_API_VERSION
-    problems = check_rules(configs)
-    if problems:
-        raise ConfigError(problems)
+    config = validate_router(router, plugins)
+    assert {r.kind for r in config.resources} & {EVENT_RULE, DERIVED_EVENT}
 
 
 def examples() -> list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
@@ -79,6 +64,26 @@ def test_every_resource_example_validates() -> None:
     assert len(found) >= 12
     for resources in found:
         validate(resources)
+
+
+def test_a_broken_example_is_refused_with_every_problem() -> None:
+    resources = [dict(r) for r in examples()[-1][0]]  # the last DerivedEvent example
+    derived = dict(resources[-1])
+    derived["spec"] = {**derived["spec"], "hysteresis": "soon"}
+    resources[-1] = derived
+    resources.pop(1)  # its HealthCheck/internet: now a reference to nothing
+    resources.append({**derived, "spec": {**derived["spec"], "hysteresis": 0}})
+    resources[-1]["metadata"] = {"name": "again"}
+    with pytest.raises(ConfigError) as err:
+        validate(resources)
+    assert [str(p) for p in err.value.problems] == [
+        "DerivedEvent/wan-ready: spec.hysteresis: Value error, 'soon' is not a duration "
+        "(expected e.g. 10, 0.5, 500ms, 10s, 5m, 1h, 1d)",
+        "DerivedEvent/again: spec.inputs[1].value: ${HealthCheck/internet.status.phase}: "
+        "no resource HealthCheck/internet in this config",
+        "DerivedEvent/again: spec.retractWhen.inputs[0].value: "
+        "${HealthCheck/internet.status.phase}: no resource HealthCheck/internet in this config",
+    ]
 
 
 @pytest.mark.parametrize("index", range(len(examples())))

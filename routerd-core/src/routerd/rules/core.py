@@ -54,6 +54,10 @@ class RulesCore:
         """One stored event in; every virtual event it causes out (cascade included)."""
         return self._cascade(self.events.feed(ev))
 
+    def wants(self, topic: str) -> bool:
+        """Whether some EventRule takes events of ``topic`` (others need no parsing)."""
+        return self.events.wants(topic)
+
     def on_status(self, key: str | None, now: float) -> list[Event]:
         """A resource's status changed (``None``: evaluate every DerivedEvent)."""
         return self._cascade(self.derived.on_status(key, self.lookup, now))

@@ -49,6 +49,8 @@ from routerd.topics import topic_matches
 
 Key = tuple[str, ...]
 _TOPIC_CACHE = 4096
+#: Timer pushes between two looks at how many heap entries are stale.
+_COMPACT_EVERY = 1024
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ class _Rule:
         self.op: Operator
         self.op, matches = build(rdef.spec.pattern, self.counters)
         self.matches = [_Match(m) for m in matches]
+        self.filtered = any(m.where for m in self.matches)
         self.correlate = [(p, field_getter(p)) for p in rdef.spec.correlate_by]
         self.max_keys = max_keys
         self.keys: OrderedDict[Key, State] = OrderedDict()
@@ -127,6 +130,8 @@ class _Rule:
         self.reason = emit.reason or DEFAULT_REASONS[self.op.name]
 
     def key_of(self, ev: Event) -> Key | None:
+        if not self.correlate:
+            return ()
         values: list[str] = []
         for path, get in self.correlate:
             v = get(ev)
@@ -157,6 +162,7 @@ class EventRuleEngine:
         self._seq = 0
         self._dispatch: dict[str, list[tuple[_Rule, tuple[int, ...]]]] = {}
         self._dirty: set[str] = set()
+        self._pushes = 0
 
     # -- input ---------------------------------------------------------------------
     def feed(self, ev: Event) -> list[Event]:
@@ -167,19 +173,24 @@ class EventRuleEngine:
             candidates = self._candidates(ev.topic)
         if not candidates:
             return out
-        too_deep = depth_of(ev) >= self.max_depth
+        depth = depth_of(ev)
+        too_deep = depth >= self.max_depth
         own = ev.attributes.get("resource.name") if _is_rule_event(ev) else None
         for rule, topic_roles in candidates:
             if rule.name == own:
                 continue  # a rule never consumes its own output
-            roles = tuple(i for i in topic_roles if rule.matches[i].accepts(ev))
+            roles = (
+                tuple(i for i in topic_roles if rule.matches[i].accepts(ev))
+                if rule.filtered
+                else topic_roles
+            )
             if not roles:
                 continue
             self._dirty.add(rule.name)
             if too_deep:
                 rule.stats.too_deep += 1
                 continue
-            fired = self._deliver(rule, roles, ev)
+            fired = self._deliver(rule, roles, ev, depth)
             if fired is not None:
                 out.append(fired)
         return out
@@ -215,6 +226,11 @@ class EventRuleEngine:
             heapq.heappop(timers)
         return None
 
+    def wants(self, topic: str) -> bool:
+        """Whether a rule matches ``topic`` (by topic alone; ``where`` may still refuse)."""
+        candidates = self._dispatch.get(topic)
+        return bool(candidates if candidates is not None else self._candidates(topic))
+
     def _candidates(self, topic: str) -> list[tuple[_Rule, tuple[int, ...]]]:
         found = []
         for rule in self.rules:
@@ -226,14 +242,14 @@ class EventRuleEngine:
         self._dispatch[topic] = found
         return found
 
-    def _deliver(self, rule: _Rule, roles: tuple[int, ...], ev: Event) -> Event | None:
+    def _deliver(self, rule: _Rule, roles: tuple[int, ...], ev: Event, depth: int) -> Event | None:
         key = rule.key_of(ev)
         if key is None:
             return None
         rule.stats.matched += 1
         op = rule.op
         if op.stateless:
-            fire = op.on_event(State(), roles, ev)
+            fire = op.on_event(State(), roles, ev, depth)
             return None if fire is None else self._emit(rule, key, fire)
         keys = rule.keys
         st = keys.get(key)
@@ -246,17 +262,21 @@ class EventRuleEngine:
         else:
             keys.move_to_end(key)
         before = st.deadline
-        fire = op.on_event(st, roles, ev)
+        fire = op.on_event(st, roles, ev, depth)
         if op.timed and st.deadline is not None and st.deadline != before:
             self._seq += 1
             st.seq = self._seq
             heapq.heappush(self._timers, (st.deadline, st.seq, rule.index, key))
-            self._compact()
+            self._pushes += 1
+            if self._pushes >= _COMPACT_EVERY:
+                self._compact()
         if op.idle(st):
             del keys[key]
         return None if fire is None else self._emit(rule, key, fire)
 
     def _compact(self) -> None:
+        """Drop stale timer entries (cancelled, moved) once they outnumber the live ones."""
+        self._pushes = 0
         live = sum(len(r.keys) for r in self.rules if r.op.timed)
         if len(self._timers) > 4 * live + 1024:
             self._rebuild_timers()

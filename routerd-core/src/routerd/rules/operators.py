@@ -7,8 +7,8 @@ clock is past the deadline, so the same events give the same answers whether
 they arrive live or as a backlog.
 
 ``on_event`` gets the indexes of the pattern's matches the event satisfied
-(``of`` / ``steps`` / ``[trigger, expected]`` / ``[match]``) and returns a
-:class:`Fire` when the operator fires. States are JSON-able (``dump`` /
+(``of`` / ``steps`` / ``[trigger, expected]`` / ``[match]``) and the event's
+chain depth, and returns a :class:`Fire` when the operator fires. States are JSON-able (``dump`` /
 ``load``), so routerd serve stores them with its consumer cursor.
 """
 
@@ -78,7 +78,7 @@ class Operator:
     def new(self) -> State:
         return State()
 
-    def on_event(self, st: State, roles: tuple[int, ...], ev: Event) -> Fire | None:
+    def on_event(self, st: State, roles: tuple[int, ...], ev: Event, depth: int) -> Fire | None:
         raise NotImplementedError
 
     def on_timer(self, st: State) -> Fire | None:
@@ -99,8 +99,8 @@ class AnyOf(Operator):
     name = "any_of"
     stateless = True
 
-    def on_event(self, st: State, roles: tuple[int, ...], ev: Event) -> Fire | None:
-        return Fire(ev, 1, ev.time, depth_of(ev))
+    def on_event(self, st: State, roles: tuple[int, ...], ev: Event, depth: int) -> Fire | None:
+        return Fire(ev, 1, ev.time, depth)
 
 
 class _AllOfState(State):
@@ -120,7 +120,7 @@ class AllOf(Operator):
     def new(self) -> _AllOfState:
         return _AllOfState(self.size)
 
-    def on_event(self, st: State, roles: tuple[int, ...], ev: Event) -> Fire | None:
+    def on_event(self, st: State, roles: tuple[int, ...], ev: Event, depth: int) -> Fire | None:
         assert isinstance(st, _AllOfState)
         t = ev.time
         for i in roles:
@@ -132,7 +132,7 @@ class AllOf(Operator):
             if sum(x is not None for x in st.last) == len(roles):
                 st.n, st.depth = 0, 0  # what came before fell out of the window
         st.n += 1
-        st.depth = max(st.depth, depth_of(ev))
+        st.depth = max(st.depth, depth)
         if all(x is not None for x in st.last):
             fire = Fire(ev, st.n, t, st.depth)
             st.last, st.n, st.depth = [None] * self.size, 0, 0
@@ -177,7 +177,7 @@ class Sequence(Operator):
     def new(self) -> _SequenceState:
         return _SequenceState()
 
-    def on_event(self, st: State, roles: tuple[int, ...], ev: Event) -> Fire | None:
+    def on_event(self, st: State, roles: tuple[int, ...], ev: Event, depth: int) -> Fire | None:
         assert isinstance(st, _SequenceState)
         t = ev.time
         if self.within is not None and st.pos and t - st.start > self.within:
@@ -187,7 +187,7 @@ class Sequence(Operator):
                 st.start = t
             st.pos += 1
             st.n += 1
-            st.depth = max(st.depth, depth_of(ev))
+            st.depth = max(st.depth, depth)
             if st.pos == self.steps:
                 fire = Fire(ev, st.n, t, st.depth)
                 st.reset()
@@ -196,7 +196,7 @@ class Sequence(Operator):
             # Another step's event in between: this attempt is broken.
             st.reset()
             if 0 in roles:
-                st.pos, st.start, st.n, st.depth = 1, t, 1, depth_of(ev)
+                st.pos, st.start, st.n, st.depth = 1, t, 1, depth
         return None
 
     def idle(self, st: State) -> bool:
@@ -231,14 +231,14 @@ class Window(Operator):
     def new(self) -> _TimesState:
         return _TimesState()
 
-    def on_event(self, st: State, roles: tuple[int, ...], ev: Event) -> Fire | None:
+    def on_event(self, st: State, roles: tuple[int, ...], ev: Event, depth: int) -> Fire | None:
         assert isinstance(st, _TimesState)
         insort(st.times, ev.time)
         # The window ends at the newest event time (an event stored late still counts
         # where it belongs, and never drags the window back).
         horizon = st.times[-1] - self.within
         del st.times[: bisect_left(st.times, horizon)]
-        st.depth = max(st.depth, depth_of(ev))
+        st.depth = max(st.depth, depth)
         if len(st.times) >= self.threshold:
             fire = Fire(ev, len(st.times), ev.time, st.depth)
             st.times, st.depth = [], 0
@@ -288,7 +288,7 @@ class Absence(Operator):
     def new(self) -> _TimerState:
         return _TimerState()
 
-    def on_event(self, st: State, roles: tuple[int, ...], ev: Event) -> Fire | None:
+    def on_event(self, st: State, roles: tuple[int, ...], ev: Event, depth: int) -> Fire | None:
         assert isinstance(st, _TimerState)
         if 1 in roles and st.deadline is not None and ev.time <= st.deadline:
             st.clear()
@@ -298,7 +298,7 @@ class Absence(Operator):
                 # triggers must not postpone the answer forever.
                 st.deadline, st.subject, st.n = ev.time + self.within, ev, 0
             st.n += 1
-            st.depth = max(st.depth, depth_of(ev))
+            st.depth = max(st.depth, depth)
         return None
 
     def on_timer(self, st: State) -> Fire | None:
@@ -338,10 +338,10 @@ class Debounce(Absence):
     def __init__(self, spec: S.Debounce) -> None:
         self.quiet = spec.quiet
 
-    def on_event(self, st: State, roles: tuple[int, ...], ev: Event) -> Fire | None:
+    def on_event(self, st: State, roles: tuple[int, ...], ev: Event, depth: int) -> Fire | None:
         assert isinstance(st, _TimerState)
         st.n += 1
-        st.depth = max(st.depth, depth_of(ev))
+        st.depth = max(st.depth, depth)
         due = ev.time + self.quiet
         if st.deadline is None or due >= st.deadline:
             st.deadline, st.subject = due, ev
@@ -359,13 +359,13 @@ class Throttle(Operator):
     def new(self) -> _TimesState:
         return _TimesState()
 
-    def on_event(self, st: State, roles: tuple[int, ...], ev: Event) -> Fire | None:
+    def on_event(self, st: State, roles: tuple[int, ...], ev: Event, depth: int) -> Fire | None:
         assert isinstance(st, _TimesState)
         # Passed events younger than `per` (strictly) still count against the limit.
         del st.times[: bisect_right(st.times, ev.time - self.per)]
         if len(st.times) < self.limit:
             insort(st.times, ev.time)
-            fire = Fire(ev, st.suppressed + 1, ev.time, depth_of(ev))
+            fire = Fire(ev, st.suppressed + 1, ev.time, depth)
             st.suppressed = 0
             return fire
         st.suppressed += 1
@@ -402,10 +402,10 @@ class Count(Operator):
     def new(self) -> _CountState:
         return _CountState()
 
-    def on_event(self, st: State, roles: tuple[int, ...], ev: Event) -> Fire | None:
+    def on_event(self, st: State, roles: tuple[int, ...], ev: Event, depth: int) -> Fire | None:
         assert isinstance(st, _CountState)
         st.n += 1
-        st.depth = max(st.depth, depth_of(ev))
+        st.depth = max(st.depth, depth)
         if st.n % self.every == 0:
             fire = Fire(ev, st.n, ev.time, st.depth)
             st.depth = 0

@@ -52,14 +52,19 @@ log = logging.getLogger("routerd.rules")
 
 #: Name of the consumer's row in ``rule_consumers``.
 CONSUMER = "rules"
-#: Source of a rule's events in the store: ``rules/<name>``.
+#: Source of every virtual event in the store (its cursors count them: 1, 2, ...).
+EVENT_SOURCE = ENGINE_KIND
+#: Prefix of a rule resource's ``<daemonKind>/<name>`` (serve's staleness check).
 SOURCE_PREFIX = f"{ENGINE_KIND}/"
 #: Timers fire this long after their deadline by the wall clock.
 GRACE = 1.0
 #: After a start, timers follow event time only for this long (ingestion catches up).
 SETTLE = 5.0
-#: Events read per step.
-READ_LIMIT = 1000
+#: Events read per step (one commit each at most).
+READ_LIMIT = 2000
+#: An EventRule's status (counters) is written at most this often; a
+#: DerivedEvent's at every change (its phase is what clients wait on).
+STATUS_EVERY = 1.0
 #: A position that moved over events no rule took is stored at least this often.
 IDLE_COMMIT = 5.0
 
@@ -157,15 +162,18 @@ class RulesRunner(threading.Thread):
         self.core: RulesCore | None = None
         self.hashes: dict[str, str] = {}
         self.position = 0
-        self.seq: dict[str, int] = {}
+        self.seq = 0
+        self._status_at = float("-inf")
+        self._status_later: set[str] = set()
         self.started = 0.0
         self.consumed = 0
+        self.consumed_committed = 0  # as of the last commit
         self.published = 0
         self.commits = 0
         self.failed_commits = 0
         self.last_error: str | None = None
         self._conn: sqlite3.Connection | None = None
-        self._last_commit = 0.0
+        self._last_commit = float("-inf")
         self._uncommitted = False
         self._pending_states: dict[str, tuple[str, str] | None] = {}
         self._removed: list[str] = []
@@ -291,10 +299,8 @@ class RulesRunner(threading.Thread):
         removed = sorted({*stored, *old_hashes} - set(hashes))
         for key in removed:
             states[key] = None
-        for key in hashes:
-            source = SOURCE_PREFIX + key.partition("/")[2]
-            got = self.store.cursor_of(source)
-            self.seq[source] = got[1] if got is not None else 0
+        got = self.store.cursor_of(EVENT_SOURCE)
+        self.seq = got[1] if got is not None else 0
         with self._lock:
             self.core, self.hashes = core, hashes
         self._pending_states = states
@@ -326,15 +332,22 @@ class RulesRunner(threading.Thread):
             out += self._core().on_status(None, self.clock())
         rows = self._read()
         core = self._core()
+        due = core.next_deadline()
         for row in rows:
             self.position = int(row[0])
-            if str(row[1]).startswith(SOURCE_PREFIX):
+            if row[1] == EVENT_SOURCE:
                 continue  # stored by this consumer, cascade and all
-            ev = _event(row)
-            if ev is None:
-                continue
             self.consumed += 1
-            out += core.feed(ev)
+            if not core.wants(row[3]):
+                # No rule takes it: only its time matters (timers due before it fire).
+                if due is not None and row[2] > due:
+                    out += core.advance(float(row[2]))
+                    due = core.next_deadline()
+                continue
+            ev = _event(row)
+            if ev is not None:
+                out += core.feed(ev)
+                due = core.next_deadline()
         now = self.clock()
         for key in sorted(changed):
             out += core.on_status(key, now)
@@ -359,6 +372,9 @@ class RulesRunner(threading.Thread):
             if not self._settled(now):
                 deadline = max(deadline, self.started + self.settle - self.grace)
             timeout = min(timeout, max(0.0, deadline + self.grace - now))
+        if self._status_later:
+            pace = self._status_at + STATUS_EVERY - time.monotonic()
+            timeout = min(timeout, max(0.0, pace))
         with self._wake:
             if not self._signalled and not self._stop_flag:
                 self._wake.wait(timeout)
@@ -367,14 +383,19 @@ class RulesRunner(threading.Thread):
         core = self._core()
         dirty = core.take_dirty()
         states = self._pending_states
-        now = self.clock()
+        # Pacing of writes is wall time spent, not the rules' clock.
+        now = time.monotonic()
         idle_due = self._uncommitted and now - self._last_commit >= IDLE_COMMIT
-        if not (out or dirty or states or force or idle_due or self._status_due):
+        self._status_later |= dirty
+        status_keys = self._status_due | {k for k in self._status_later if not _is_rule_of(k)}
+        if self._status_later and now - self._status_at >= STATUS_EVERY:
+            status_keys |= self._status_later
+        if not (out or dirty or states or force or idle_due or status_keys):
             return
         with self._lock:
             for key in dirty:
                 states[key] = (self.hashes[key], json.dumps(core.dump(key), separators=(",", ":")))
-            statuses = [self._status_update(key) for key in sorted(dirty | self._status_due)]
+            statuses = [self._status_update(key) for key in sorted(status_keys)]
         write = RulesWrite(self.position, self._batches(out), statuses, states, self._removed)
         done = self.store.submit(write)
         done.wait()
@@ -383,41 +404,41 @@ class RulesRunner(threading.Thread):
             self.failed_commits += 1
             self.last_error = "the store dropped a write; resuming from the stored state"
             log.warning("rules: %s", self.last_error)
-            self.seq.clear()
             self._resume()
             return
+        if status_keys - self._status_due:
+            self._status_at = now
+        self._status_later -= status_keys
         self.commits += 1
         self.published += len(out)
+        self.consumed_committed = self.consumed
         self._pending_states, self._removed, self._status_due = {}, [], set()
         self._last_commit = now
         self._uncommitted = False
 
     def _batches(self, out: list[Event]) -> list[Batch]:
-        """Runs of events per rule, in the order they were made (ids keep that order)."""
-        batches: list[Batch] = []
+        """The step's virtual events, in the order they were made, numbered on."""
+        if not out:
+            return []
+        stamped = []
         for ev in out:
-            source = SOURCE_PREFIX + str(ev.attributes.get("resource.name"))
-            self.seq[source] = self.seq.get(source, 0) + 1
-            stamped = Event(
-                self.seq[source],
-                ev.time,
-                ev.topic,
-                ev.severity,
-                ev.reason,
-                ev.message,
-                ev.attributes,
+            self.seq += 1
+            stamped.append(
+                Event(
+                    self.seq, ev.time, ev.topic, ev.severity, ev.reason, ev.message, ev.attributes
+                )
             )
-            if batches and batches[-1].source == source:
-                batches[-1].events.append(stamped)
-                batches[-1] = Batch(source, 0, self.seq[source], batches[-1].events)
-            else:
-                batches.append(Batch(source, 0, self.seq[source], [stamped]))
-        return batches
+        return [Batch(EVENT_SOURCE, 0, self.seq, stamped)]
 
     def _status_update(self, key: str) -> StatusUpdate:
         kind, _, name = key.partition("/")
         doc = self._core().resource_status(kind, name)
         return StatusUpdate(key, kind, name, ENGINE_KIND, doc["phase"], doc["since"], doc)
+
+
+def _is_rule_of(key: str) -> bool:
+    """An EventRule's key (its status may wait for STATUS_EVERY)."""
+    return key.startswith(f"{EVENT_RULE}/")
 
 
 def _is_rule_key(key: str) -> bool:

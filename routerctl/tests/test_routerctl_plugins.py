@@ -36,12 +36,21 @@ def test_plugins_list_table_and_hook_filter(runner: CliRunner) -> None:
     result = runner.invoke(main, ["plugins", "list"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "DISTRIBUTION", "VERSION", "KINDS", "HOOKS", "ERROR"]
+    assert lines[0].split() == [
+        "NAME",
+        "DISTRIBUTION",
+        "VERSION",
+        "KINDS",
+        "COMMANDS",
+        "HOOKS",
+        "ERROR",
+    ]
     assert lines[1].split() == [
         "healthcheck",
         "routerd-plugin-healthcheck",
         "0.1.0",
         "healthcheck",
+        "-",
         "routerd_register_daemon_kinds",
         "-",
     ]
@@ -96,9 +105,8 @@ def test_plugin_command_is_loaded_only_for_unknown_names(
     plugin_loads: list[int], tmp_path: Any
 ) -> None:
     runner = CliRunner()
-    result = runner.invoke(main, ["--help"])
+    result = runner.invoke(main, ["renew", "--help"])
     assert result.exit_code == 0
-    assert "hello" not in result.stdout
     result = runner.invoke(main, ["daemons", "--runtime-dir", str(tmp_path)])
     assert result.exit_code == 0
     assert plugin_loads == []  # routerctl's own commands never load plugins
@@ -118,3 +126,81 @@ def test_plugin_command_is_loaded_only_for_unknown_names(
     assert result.exit_code == 2
     assert "No such command 'nosuch'" in result.stderr
     assert plugin_loads == [1]  # loaded once per process
+
+
+def test_help_lists_plugin_commands_in_their_own_section(plugin_loads: list[int]) -> None:
+    """Before: plugin commands were missing from ``routerctl --help``."""
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0, result.output
+    own, _, plugin_part = result.stdout.partition("Plugin commands:")
+    assert "  hello  Say hello (a plugin command)." in plugin_part
+    assert "hello" not in own
+    assert "  status " in own and "status" not in plugin_part.split("\n\n")[0]
+    assert plugin_loads == [1]
+
+
+class CtxPlugin:
+    """A plugin command using routerctl's context (``ctl``)."""
+
+    @hookimpl
+    def routerd_register_commands(self, cli: click.Group, ctl: Any) -> None:
+        @cli.command("poke")
+        @click.argument("target")
+        @ctl.options
+        def poke(target: str) -> None:
+            """Renew TARGET through routerctl's context."""
+            result = ctl.command(target, "renew")
+            ctl.echo(
+                {
+                    "runtimeDir": ctl.runtime_dir(),
+                    "timeout": ctl.timeout(7.0),
+                    "message": result["message"],
+                }
+            )
+
+        @cli.command("grumble")
+        def grumble() -> None:
+            ctl.fail("nothing to poke\nsecond line")
+
+
+@pytest.fixture
+def ctx_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = routerd.plugins.load_plugins
+
+    def fake(allow: set[str] | None = None, extra: dict[str, object] | None = None) -> Any:
+        return real(allow=set(), extra={"ctx": CtxPlugin()})
+
+    monkeypatch.setattr(routerd.plugins, "load_plugins", fake)
+    monkeypatch.setattr(main, "commands", dict(main.commands))
+    monkeypatch.setattr(main, "_plugin_commands_loaded", False)
+
+
+def test_plugin_commands_get_routerctls_context(
+    ctx_plugin: None, hc: Any, routerd_daemon: Any
+) -> None:
+    """Before: a plugin command got only the click group: no runtime dir, timeout, output, client."""
+    runtime = str(routerd_daemon.runtime_dir)
+    target = "healthcheck/lo"
+    runner = CliRunner()
+    result = runner.invoke(main, ["poke", target, "--runtime-dir", runtime, "-o", "json"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    doc = json.loads(result.stdout)
+    assert doc["runtimeDir"] == runtime and doc["timeout"] == 7.0
+    assert doc["message"]
+    result = runner.invoke(main, ["--timeout", "3s", "--runtime-dir", runtime, "poke", target])
+    assert result.exit_code == 0, result.output
+    assert "timeout:    3.0" in result.stdout
+    result = runner.invoke(main, ["poke", "healthcheck/absent", "--runtime-dir", runtime])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("routerctl: no socket at ")
+    result = runner.invoke(main, ["grumble"])
+    assert (result.exit_code, result.stderr) == (1, "routerctl: nothing to poke second line\n")
+
+
+def test_plugins_list_shows_each_plugins_commands(plugin_loads: list[int]) -> None:
+    result = CliRunner().invoke(main, ["plugins", "list", "-o", "json"])
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["hello"]["commands"] == ["hello", "status"]
+    assert rows["broken"]["commands"] == []
+    assert rows["broken"]["error"] == "routerd_register_commands: RuntimeError: boom"
+    assert result.exit_code == 1  # a plugin failed

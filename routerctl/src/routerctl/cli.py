@@ -66,6 +66,7 @@ CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_
 class Settings:
     runtime_dir: str | None = None
     timeout: float | None = None
+    output: str = "table"  # plugin commands' -o (routerd.ctl.CtlContext.output)
     _deadline: Deadline | None = None
 
     @property
@@ -182,13 +183,15 @@ class RouterctlGroup(click.Group):
     """routerctl's top-level group.
 
     ``get_command`` falls back to loading plugins (``routerd_register_commands``)
-    only for a name that is not one of routerctl's own commands;
-    ``list_commands`` (and so ``--help``) never loads plugins. Failures of the
-    daemon client become one ``routerctl: ...`` line and exit status 1.
+    only for a name that is not one of routerctl's own commands; the top-level
+    ``--help`` loads them to list their commands under "Plugin commands"
+    (and shell completion, to complete them); nothing else does. Failures of
+    the daemon client become one ``routerctl: ...`` line and exit status 1.
     """
 
     _plugin_commands_loaded = False
     _broken_plugins: tuple[str, ...] = ()
+    _plugin_command_names: tuple[str, ...] = ()
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
@@ -197,8 +200,37 @@ class RouterctlGroup(click.Group):
             command = super().get_command(ctx, cmd_name)
         return command
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        if os.environ.get("_ROUTERCTL_COMPLETE") and not self._plugin_commands_loaded:
+            self.load_plugin_commands()  # completing: plugin commands complete too
+        return super().list_commands(ctx)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """routerctl's commands, then plugins' under "Plugin commands"."""
+        if not self._plugin_commands_loaded:
+            self.load_plugin_commands()
+        plugin_names = set(self._plugin_command_names)
+        limit = formatter.width - 6 - max(len(n) for n in self.commands)
+        for title, names in (
+            ("Commands", [n for n in self.list_commands(ctx) if n not in plugin_names]),
+            ("Plugin commands", [n for n in self.list_commands(ctx) if n in plugin_names]),
+        ):
+            rows = [
+                (name, self.commands[name].get_short_help_str(limit))
+                for name in names
+                if not self.commands[name].hidden
+            ]
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+        if self._broken_plugins:
+            with formatter.section("Plugins that failed to load"):
+                formatter.write_text(
+                    ", ".join(self._broken_plugins) + " (see 'routerctl plugins list')"
+                )
+
     def load_plugin_commands(self) -> None:
-        """Call every plugin's ``routerd_register_commands(cli=self)``, once per process.
+        """Call every plugin's ``routerd_register_commands(cli=self, ctl=...)``, once per process.
 
         A plugin that fails (to import, or inside the hook) is reported in one
         warning line and does not stop the others. A plugin cannot replace one
@@ -206,6 +238,8 @@ class RouterctlGroup(click.Group):
         """
         self._plugin_commands_loaded = True
         from routerd import plugins as routerd_plugins
+
+        from routerctl.plugin_ctx import PluginCtl
 
         quiet_plugin_logging()
         try:
@@ -215,17 +249,17 @@ class RouterctlGroup(click.Group):
             return
         self._broken_plugins = tuple(r.name for r in plugin_set.records if r.error)
         own = dict(self.commands)
-        for impl in plugin_set.pm.hook.routerd_register_commands.get_hookimpls():
-            try:
-                impl.function(**{name: self for name in impl.argnames if name == "cli"})
-            except Exception as exc:
-                warn(
-                    f"plugin {impl.plugin_name} failed to add commands: {type(exc).__name__}: {exc}"
-                )
+        results = routerd_plugins.call_each(
+            plugin_set.pm, "routerd_register_commands", cli=self, ctl=PluginCtl()
+        )
+        for plugin_name, _result, error in results:
+            if error is not None:
+                warn(f"plugin {plugin_name} failed to add commands: {error}")
         for name, command in own.items():
             if self.commands.get(name) is not command:
                 warn(f"a plugin tried to replace the command {name!r}; keeping routerctl's")
                 self.commands[name] = command
+        self._plugin_command_names = tuple(sorted(set(self.commands) - set(own)))
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -971,15 +1005,25 @@ def plugins() -> None:
 @click.option("--hook", metavar="NAME", help="Only plugins implementing this hook.")
 @output_option
 def plugins_list(hook: str | None, output: str) -> None:
-    """List plugins of the 'routerd' entry-point group: version, daemon kinds, hooks, errors.
+    """List plugins of the 'routerd' entry-point group: version, daemon kinds, commands, hooks, errors.
 
-    ROUTERD_PLUGINS=a,b restricts the list to those names.
+    Exits with status 1 when any plugin failed to load (the list is printed
+    all the same). ROUTERD_PLUGINS=a,b restricts the list to those names.
     """
     from routerd.plugins import load_plugins
 
     quiet_plugin_logging()
     plugin_set = load_plugins()
-    records = [r.to_dict() for r in plugin_set.records]
+    commands = _commands_by_plugin(plugin_set)
+    records = []
+    for record in plugin_set.records:
+        row = record.to_dict()
+        added, error = commands.get(record.name, ([], None))
+        row["commands"] = added
+        if error is not None:
+            record.add_error(f"routerd_register_commands: {error}")
+            row["error"] = record.error
+        records.append(row)
     if hook is not None:
         records = [r for r in records if hook in r["hooks"]]
     if output != "table":
@@ -988,6 +1032,30 @@ def plugins_list(hook: str | None, output: str) -> None:
         click.echo("No plugins." if hook is None else f"No plugin implements {hook}.", err=True)
     else:
         click.echo(views.plugins_table(records))
+    failed = [r.name for r in plugin_set.records if r.error]
+    if failed:
+        noun = "plugin" if len(failed) == 1 else "plugins"
+        raise CtlError(f"{len(failed)} {noun} failed to load: {', '.join(failed)}")
+
+
+def _commands_by_plugin(plugin_set: Any) -> dict[str, tuple[list[str], str | None]]:
+    """The routerctl commands each plugin adds: its hook called on a scratch group."""
+    from routerd.plugins import call_impl
+
+    from routerctl.plugin_ctx import PluginCtl
+
+    out: dict[str, tuple[list[str], str | None]] = {}
+    for impl in plugin_set.pm.hook.routerd_register_commands.get_hookimpls():
+        scratch = click.Group("scratch")
+        try:
+            call_impl(impl, "routerd_register_commands", {"cli": scratch, "ctl": PluginCtl()})
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            out[impl.plugin_name] = (sorted(scratch.commands), f"{type(exc).__name__}: {exc}")
+            continue
+        out[impl.plugin_name] = (sorted(scratch.commands), None)
+    return out
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ EVENT_HEADERS = ("CURSOR", "TIME", "TOPIC", "SEVERITY", "REASON", "MESSAGE")
 #: Column floors for the streamed events table (``--follow``), so rows line up.
 EVENT_MIN_WIDTHS = (6, 24, 36, 8, 14, 0)
 CONDITION_HEADERS = ("TYPE", "STATUS", "REASON", "LAST TRANSITION", "MESSAGE")
-PLUGIN_HEADERS = ("NAME", "DISTRIBUTION", "VERSION", "KINDS", "HOOKS", "ERROR")
+PLUGIN_HEADERS = ("NAME", "DISTRIBUTION", "VERSION", "KINDS", "COMMANDS", "HOOKS", "ERROR")
 UNREACHABLE = "Unreachable"
 
 
@@ -216,6 +216,7 @@ def plugin_row(record: Mapping[str, Any]) -> list[object]:
         record.get("distribution") or NONE,
         record.get("version") or NONE,
         record.get("daemonKinds"),
+        record.get("commands"),
         record.get("hooks"),
         record.get("error"),
     ]

@@ -102,7 +102,7 @@ def daemon(
     log_level: str,
 ) -> None:
     """Run the daemon of DAEMON_KIND for one resource of the config."""
-    from routerd.config import load_config
+    from routerd.config import load_resource
     from routerd.daemon.persistence import StorageUnusable
     from routerd.daemon.runtime import DaemonPaths
     from routerd.daemon.runtime import DaemonRuntime
@@ -117,17 +117,16 @@ def daemon(
     plugins = load_plugins()
     kind = plugins.kinds.get(daemon_kind)
     if kind is None:
+        clash = plugins.conflict(daemon_kind)
+        if clash is not None:
+            raise click.ClickException(clash)
         known = ", ".join(sorted(plugins.kinds)) or "none"
         raise click.ClickException(f"unknown daemon kind {daemon_kind!r} (loaded: {known})")
     try:
-        config = load_config(config_path, plugins)
+        # Only this daemon's resource: the rest of the file is serve's (docs/configuration.md).
+        res = load_resource(config_path, plugins, resource, kind)
     except ConfigError as exc:
         _refuse(config_path, exc)
-    res = config.find(resource, daemon_kind)
-    if res is None:
-        raise click.ClickException(
-            f"no resource {resource!r} of daemon kind {daemon_kind} in {config_path}"
-        )
     paths = DaemonPaths.default(
         daemon_kind,
         resource,

@@ -578,6 +578,9 @@ def _validate_resource(
         )
     if not isinstance(kind, str):
         return None, [*problems, ConfigProblem(where, "kind", "required")]
+    clash = plugins.conflict(kind)
+    if clash is not None:  # never served by whichever plugin happened to load first
+        return None, [*problems, ConfigProblem(where, "kind", clash)]
     dk = plugins.kind_for_resource_kind(kind) or serve_kinds().get(kind)
     if dk is None:
         known = ", ".join(sorted({*(k.kind for k in plugins.kinds.values()), *serve_kinds()}))
@@ -611,6 +614,45 @@ def load_config(path: str | Path, plugins: PluginSet) -> RouterConfig:
     """
     p = Path(path)
     return validate_router(parse_yaml(read_config_text(p), str(p)), plugins, p)
+
+
+def load_resource(
+    path: str | Path, plugins: PluginSet, name: str, dk: DaemonKind
+) -> ResourceConfig:
+    """Read the config and validate only resource ``name`` of daemon kind ``dk``.
+
+    What ``routerd daemon`` (and its reload) needs: the other resources of the
+    file are serve's business, so a kind this process does not know, or a
+    mistake in another resource, does not stop this daemon. Raises
+    :class:`ConfigError` (one line per problem) when the file is not a Router
+    document, holds no such resource, or the resource does not validate.
+    """
+    p = Path(path)
+    data = parse_yaml(read_config_text(p), str(p))
+    spec = data.get("spec") if isinstance(data, dict) else None
+    items = spec.get("resources") if isinstance(spec, dict) else None
+    if not isinstance(items, list):
+        _fail([ConfigProblem("Router", "spec.resources", "must be a list of resources")])
+    mine = [
+        (index, item)
+        for index, item in enumerate(items)
+        if isinstance(item, dict)
+        and item.get("kind") == dk.kind
+        and isinstance(item.get("metadata"), dict)
+        and item["metadata"].get("name") == name
+    ]
+    if not mine:
+        _fail([ConfigProblem("", "", f"no resource {dk.kind}/{name} in {p}")])
+    seen: set[tuple[str, str]] = set()
+    problems: list[ConfigProblem] = []
+    found: ResourceConfig | None = None
+    for index, item in mine:
+        res, item_problems = _validate_resource(index, item, plugins, seen)
+        problems.extend(item_problems)
+        found = found or res
+    if problems or found is None:
+        _fail(problems or [ConfigProblem(f"{dk.kind}/{name}", "", "does not validate")])
+    return found
 
 
 def json_schema(plugins: PluginSet) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from routerd.ctl import CtlContext
     from routerd.kinds import DaemonKind
     from routerd.model import Condition
     from routerd.model import Event
@@ -30,10 +31,14 @@ def routerd_register_daemon_kinds(register: Callable[[DaemonKind], None]) -> Non
     """Register the daemon kinds this plugin provides.
 
     Call ``register(DaemonKind(...))`` once per kind. The return value is
-    ignored. ``register`` raises :class:`routerd.errors.PluginError` when the
-    daemon kind name or the resource kind is already registered by another
-    plugin (the message names both); the loader records that as this
-    plugin's load error and keeps the kinds registered before it.
+    ignored. ``register`` raises :class:`routerd.errors.PluginError` for
+    something that is not a ``DaemonKind``, a kind this plugin registers
+    twice, or one of routerd serve's own resource kinds. An exception
+    escaping the hook is this plugin's load error and none of its kinds is
+    served. A daemon kind name or resource kind that another plugin also
+    registers is a load error of both plugins (naming both distributions),
+    and nobody serves that kind until one of them is uninstalled: the order
+    plugins happen to load in never decides.
 
     :param register: callback taking a :class:`routerd.kinds.DaemonKind`.
 
@@ -88,16 +93,25 @@ def routerd_event_emitted(event: Event) -> None:
 
 
 @hookspec
-def routerd_register_commands(cli: click.Group) -> None:
+def routerd_register_commands(cli: click.Group, ctl: CtlContext) -> None:
     """Add subcommands to ``routerctl``.
 
     Use ``@cli.command()`` or ``cli.add_command(...)``. The return value is
-    ignored. routerctl calls this hook only when the command given is not
-    one of its own, so plugins never slow down the common commands.
+    ignored. A command named like one of routerctl's own is not added.
+    routerctl calls this hook only when the command given is not one of its
+    own, for ``routerctl --help`` (which lists plugin commands under "Plugin
+    commands") and for ``routerctl plugins list`` (which shows each plugin's
+    commands), so plugins never slow down the common commands.
 
     :param cli: routerctl's top-level click group.
+    :param ctl: routerctl's context for the commands' callbacks: runtime dir,
+        ``--timeout``, output format, a client for a daemon target, one-line
+        errors (:class:`routerd.ctl.CtlContext`); decorate a command with
+        ``ctl.options`` to accept routerctl's common options after its name.
 
-    Called on the main thread of the ``routerctl`` process, once.
+    Called on the main thread of the ``routerctl`` process, once per process
+    (``plugins list`` calls it once more per plugin, on a scratch group, to
+    see which commands each adds).
 
     .. versionadded:: 0.1
     """

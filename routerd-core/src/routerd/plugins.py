@@ -3,17 +3,42 @@
 pluggy's ``load_setuptools_entrypoints`` stops at the first plugin that fails
 to import; routerd iterates the group itself so that one broken plugin shows
 up with its error in ``routerctl plugins list`` while the others load.
+
+Nothing is decided by install order or by the order entry points are found
+(docs/plugin-hooks.md, "How plugins are loaded"):
+
+- an entry-point name provided by two distributions loads neither; both
+  rows are listed, each naming the other distribution;
+- a daemon kind or resource kind registered by two plugins is a load error
+  for both, naming both distributions; that kind is served by nobody, and a
+  config that uses it is refused until one of them is uninstalled;
+- any exception while importing a plugin or calling its hooks is contained
+  and recorded, ``SystemExit`` included. ``KeyboardInterrupt`` is contained
+  only when the plugin raised it itself: a real Ctrl-C (SIGINT received
+  while loading) still interrupts the command;
+- a hookimpl for a hook routerd does not have (a misspelling such as
+  ``routerd_register_daemon_kind``) is a load error of that plugin (pluggy's
+  ``check_pending`` rule, applied per plugin), unless marked
+  ``@hookimpl(optionalhook=True)``.
+
+``ROUTERD_TRACE_PLUGINS=1`` writes every hook call, per plugin, with its
+arguments and outcome to stderr (:func:`call_impl`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+import contextlib
 from dataclasses import dataclass
 from dataclasses import field
 from dataclasses import replace
+import difflib
 from importlib import metadata
 import logging
 import os
+import signal
 import sys
+import threading
 from typing import Any
 
 import pluggy
@@ -28,7 +53,12 @@ log = logging.getLogger("routerd.plugins")
 
 @dataclass
 class PluginRecord:
-    """One entry point of the ``routerd`` group, loaded or not."""
+    """One entry point of the ``routerd`` group, loaded or not.
+
+    :ivar error: why the plugin does not (fully) work, one line; None when it loaded.
+    :ivar daemon_kinds: the daemon kinds it registered and that are in service
+        (a kind in conflict with another plugin is not).
+    """
 
     name: str
     value: str
@@ -37,6 +67,16 @@ class PluginRecord:
     hooks: list[str] = field(default_factory=list)
     daemon_kinds: list[str] = field(default_factory=list)
     error: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How messages name the plugin: its distribution, else its entry-point name."""
+        if self.distribution:
+            return f"{self.distribution} {self.version}".strip()
+        return f"plugin {self.name}"
+
+    def add_error(self, message: str) -> None:
+        self.error = message if self.error is None else f"{self.error}; {message}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,12 +92,19 @@ class PluginRecord:
 
 @dataclass
 class PluginSet:
-    """The loaded plugins, their daemon kinds and the pluggy manager."""
+    """The loaded plugins, their daemon kinds and the pluggy manager.
+
+    :ivar kinds: daemon kinds in service, by daemon kind name.
+    :ivar kind_owner: daemon kind name to the entry-point name that registered it.
+    :ivar conflicts: resource kinds (and daemon kind names) claimed by more
+        than one plugin, to the one-line reason; nobody serves them.
+    """
 
     pm: pluggy.PluginManager
     records: list[PluginRecord]
     kinds: dict[str, DaemonKind]
     kind_owner: dict[str, str]
+    conflicts: dict[str, str] = field(default_factory=dict)
 
     def kind_for_resource(self, api_version: str, kind: str) -> DaemonKind | None:
         for dk in self.kinds.values():
@@ -68,6 +115,14 @@ class PluginSet:
     def kind_for_resource_kind(self, kind: str) -> DaemonKind | None:
         return next((dk for dk in self.kinds.values() if dk.kind == kind), None)
 
+    def conflict(self, kind: str) -> str | None:
+        """Why resource kind (or daemon kind name) ``kind`` is served by nobody, if claimed twice."""
+        return self.conflicts.get(kind)
+
+    @property
+    def failed(self) -> list[PluginRecord]:
+        return [r for r in self.records if r.error]
+
 
 def allowed_plugins() -> set[str] | None:
     """Names from ``ROUTERD_PLUGINS`` (comma separated); None loads all, "" none."""
@@ -77,13 +132,127 @@ def allowed_plugins() -> set[str] | None:
     return {part.strip() for part in raw.split(",") if part.strip()}
 
 
+def tracing() -> bool:
+    """``ROUTERD_TRACE_PLUGINS=1``: every hook call is written to stderr."""
+    return os.environ.get("ROUTERD_TRACE_PLUGINS") == "1"
+
+
 def new_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager("routerd")
     pm.add_hookspecs(hookspecs)
-    if os.environ.get("ROUTERD_TRACE_PLUGINS") == "1":
+    if tracing():
+        # Covers calls made through pm.hook.<name>(...) (none in routerd
+        # itself, which calls each implementation on its own: call_impl).
         pm.trace.root.setwriter(sys.stderr.write)
         pm.enable_tracing()
     return pm
+
+
+# -- containing what a plugin raises ----------------------------------------------
+class _SigintWatch:
+    """Tells a real Ctrl-C from a ``KeyboardInterrupt`` a plugin raised itself."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def handler(self, signum: int, frame: Any) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _watch_sigint() -> Iterator[_SigintWatch]:
+    watch = _SigintWatch()
+    if threading.current_thread() is not threading.main_thread():
+        watch.received = True  # cannot tell: treat every KeyboardInterrupt as real
+        yield watch
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:
+        watch.received = True  # SIGINT handled (or ignored) by someone else: leave it
+        yield watch
+        return
+    signal.signal(signal.SIGINT, watch.handler)
+    try:
+        yield watch
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, SystemExit):
+        text = f"exit status {exc.code!r}" if exc.code is not None else "no exit status"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _contained(exc: BaseException, watch: _SigintWatch | None) -> bool:
+    """Whether ``exc`` (raised by plugin code) is recorded rather than re-raised."""
+    if isinstance(exc, KeyboardInterrupt):
+        return watch is not None and not watch.received
+    return True
+
+
+def call_impl(
+    impl: pluggy.HookImpl, hook_name: str, kwargs: dict[str, Any], watch: _SigintWatch | None = None
+) -> Any:
+    """Call one hook implementation with the arguments it asks for, traced when enabled.
+
+    Raises what the implementation raises; callers decide what is contained.
+    """
+    args = {k: kwargs[k] for k in impl.argnames if k in kwargs}
+    if not tracing():
+        return impl.function(**args)
+    shown = ", ".join(f"{k}={_short(v)}" for k, v in args.items())
+    sys.stderr.write(f"routerd-trace: {hook_name} [{impl.plugin_name}] ({shown})\n")
+    try:
+        result = impl.function(**args)
+    except BaseException as exc:
+        sys.stderr.write(
+            f"routerd-trace: {hook_name} [{impl.plugin_name}] raised {_describe(exc)}\n"
+        )
+        raise
+    sys.stderr.write(f"routerd-trace: {hook_name} [{impl.plugin_name}] -> {_short(result)}\n")
+    return result
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+# -- loading -------------------------------------------------------------------------
+def _dist_of(ep: metadata.EntryPoint) -> tuple[str, str]:
+    dist = ep.dist
+    if dist is None:
+        return "", ""
+    return str(dist.metadata["Name"] or ""), str(dist.version or "")
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    """Hookimpls of ``plugin`` for hooks routerd does not specify (and not optional)."""
+    unknown = []
+    for caller in pm.get_hookcallers(plugin) or []:
+        if caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and not impl.optionalhook:
+                unknown.append(caller.name)
+    return sorted(set(unknown))
+
+
+def _hook_problems(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    problems = []
+    known = sorted(n for n in dir(hookspecs) if n.startswith("routerd_"))
+    for name in _unknown_hooks(pm, plugin):
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        problems.append(f"unknown hook {name}{hint}")
+    for caller in pm.get_hookcallers(plugin) or []:
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and (impl.wrapper or impl.hookwrapper):
+                problems.append(f"{caller.name}: hook wrappers are not supported")
+    return problems
 
 
 def load_plugins(
@@ -99,87 +268,185 @@ def load_plugins(
         allow = allowed_plugins()
     pm = new_plugin_manager()
     records: list[PluginRecord] = []
-    seen: set[str] = set()
-    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        if allow is not None and ep.name not in allow:
-            continue
-        if ep.name in seen:
-            continue
-        seen.add(ep.name)
-        dist = ep.dist
-        record = PluginRecord(
-            name=ep.name,
-            value=ep.value,
-            distribution=dist.metadata["Name"] if dist is not None else "",
-            version=dist.version if dist is not None else "",
+    by_name: dict[str, list[metadata.EntryPoint]] = {}
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if allow is None or ep.name in allow:
+            by_name.setdefault(ep.name, []).append(ep)
+    with _watch_sigint() as watch:
+        for name in sorted(by_name):
+            eps = sorted(by_name[name], key=lambda e: (_dist_of(e), e.value))
+            if len(eps) > 1:
+                records.extend(_shadowed(name, eps))
+                continue
+            records.append(_load_one(pm, eps[0], watch))
+        for name, plugin in (extra or {}).items():
+            record = PluginRecord(name=name, value="", distribution="", version="")
+            records.append(record)
+            _register(pm, record, plugin, watch)
+        for record in records:
+            plugin = pm.get_plugin(record.name)
+            if plugin is not None:
+                callers = pm.get_hookcallers(plugin) or []
+                record.hooks = sorted(h.name for h in callers)
+        kinds, owner, conflicts = _collect_kinds(pm, records, watch)
+    return PluginSet(pm=pm, records=records, kinds=kinds, kind_owner=owner, conflicts=conflicts)
+
+
+def _shadowed(name: str, eps: list[metadata.EntryPoint]) -> list[PluginRecord]:
+    """Rows for an entry-point name several distributions provide: none of them loads."""
+    labels = [" ".join(filter(None, _dist_of(ep))) or ep.value for ep in eps]
+    rows = []
+    for ep, label in zip(eps, labels, strict=True):
+        others = ", ".join(other for other in labels if other != label) or "another copy"
+        dist, version = _dist_of(ep)
+        record = PluginRecord(name=name, value=ep.value, distribution=dist, version=version)
+        record.error = (
+            f"entry point name {name!r} is also provided by {others}; neither is loaded "
+            "until one is uninstalled"
         )
-        records.append(record)
-        try:
-            plugin = ep.load()
-            pm.register(plugin, name=ep.name)
-        except Exception as exc:  # one broken plugin must not stop the others
-            record.error = f"{type(exc).__name__}: {exc}"
-            log.warning("plugin %s failed to load: %s", ep.name, record.error)
-    for name, plugin in (extra or {}).items():
-        pm.register(plugin, name=name)
-        records.append(PluginRecord(name=name, value="", distribution="", version=""))
-    for record in records:
-        plugin = pm.get_plugin(record.name)
-        if plugin is not None:
-            callers = pm.get_hookcallers(plugin) or []
-            record.hooks = sorted(h.name for h in callers)
-    kinds, owner = _collect_kinds(pm, records)
-    return PluginSet(pm=pm, records=records, kinds=kinds, kind_owner=owner)
+        log.warning("plugin %s (%s): %s", name, label, record.error)
+        rows.append(record)
+    return rows
+
+
+def _load_one(
+    pm: pluggy.PluginManager, ep: metadata.EntryPoint, watch: _SigintWatch
+) -> PluginRecord:
+    dist, version = _dist_of(ep)
+    record = PluginRecord(name=ep.name, value=ep.value, distribution=dist, version=version)
+    try:
+        plugin = ep.load()
+    except BaseException as exc:  # one broken plugin must not stop the others
+        if not _contained(exc, watch):
+            raise
+        record.add_error(_describe(exc))
+        log.warning("plugin %s failed to load: %s", ep.name, record.error)
+        return record
+    _register(pm, record, plugin, watch)
+    return record
+
+
+def _register(
+    pm: pluggy.PluginManager, record: PluginRecord, plugin: object, watch: _SigintWatch
+) -> None:
+    try:
+        pm.register(plugin, name=record.name)
+    except BaseException as exc:  # argument mismatches (PluginValidationError) and worse
+        if not _contained(exc, watch):
+            raise
+        record.add_error(_describe(exc))
+        log.warning("plugin %s failed to register: %s", record.name, record.error)
+        return
+    problems = _hook_problems(pm, plugin)
+    if problems:
+        # Like pluggy's check_pending, but for this plugin only: the others still load.
+        pm.unregister(plugin)
+        for problem in problems:
+            record.add_error(problem)
+        log.warning("plugin %s not loaded: %s", record.name, record.error)
+
+
+@dataclass
+class _Claim:
+    kind: DaemonKind
+    record: PluginRecord
 
 
 def _collect_kinds(
-    pm: pluggy.PluginManager, records: list[PluginRecord]
-) -> tuple[dict[str, DaemonKind], dict[str, str]]:
-    kinds: dict[str, DaemonKind] = {}
-    owner: dict[str, str] = {}
-    by_name = {r.name: r for r in records}
-    for impl in pm.hook.routerd_register_daemon_kinds.get_hookimpls():
-        plugin_name = impl.plugin_name
-        record = by_name.get(plugin_name)
+    pm: pluggy.PluginManager, records: list[PluginRecord], watch: _SigintWatch
+) -> tuple[dict[str, DaemonKind], dict[str, str], dict[str, str]]:
+    from routerd.kinds import serve_kinds
 
-        def register(
-            dk: DaemonKind, _plugin: str = plugin_name, record: PluginRecord | None = record
-        ) -> None:
+    by_name = {r.name: r for r in records if pm.get_plugin(r.name) is not None}
+    claims: list[_Claim] = []
+    reserved = serve_kinds()
+    for impl in pm.hook.routerd_register_daemon_kinds.get_hookimpls():
+        record = by_name.get(impl.plugin_name)
+        if record is None:
+            continue
+        own: list[_Claim] = []
+
+        def register(dk: DaemonKind, _own: list[_Claim] = own, _rec: PluginRecord = record) -> None:
             if not isinstance(dk, DaemonKind):
                 raise PluginError(f"register() takes a DaemonKind, got {type(dk).__name__}")
-            if dk.name in kinds:
-                raise PluginError(
-                    f"daemon kind {dk.name!r} is registered by both plugin "
-                    f"{owner[dk.name]!r} and plugin {_plugin!r}"
-                )
-            clash = next((k for k in kinds.values() if k.kind == dk.kind), None)
-            if clash is not None:
-                raise PluginError(
-                    f"resource kind {dk.kind!r} is served by both plugin "
-                    f"{owner[clash.name]!r} ({clash.name}) and plugin {_plugin!r} ({dk.name})"
-                )
-            if not dk.version and record is not None:
-                dk = replace(dk, version=record.version)  # the distribution's version
-            kinds[dk.name] = dk
-            owner[dk.name] = _plugin
-            if record is not None:
-                record.daemon_kinds.append(dk.name)
+            if dk.kind in reserved:
+                raise PluginError(f"resource kind {dk.kind!r} is routerd serve's own")
+            if any(c.kind.name == dk.name or c.kind.kind == dk.kind for c in _own):
+                raise PluginError(f"daemon kind {dk.name!r} ({dk.kind}) registered twice")
+            if not dk.version:
+                dk = replace(dk, version=_rec.version)  # the distribution's version
+            _own.append(_Claim(dk, _rec))
 
         try:
-            impl.function(register=register)
-        except Exception as exc:
-            message = f"{type(exc).__name__}: {exc}"
-            log.warning("plugin %s failed to register daemon kinds: %s", plugin_name, message)
-            if record is not None:
-                record.error = message
-    return kinds, owner
+            call_impl(impl, "routerd_register_daemon_kinds", {"register": register}, watch)
+        except BaseException as exc:
+            if not _contained(exc, watch):
+                raise
+            record.add_error(_describe(exc))
+            log.warning("plugin %s failed to register daemon kinds: %s", record.name, record.error)
+            continue  # a plugin that failed half-way serves nothing
+        claims.extend(own)
+    return _settle(claims)
+
+
+def _settle(
+    claims: list[_Claim],
+) -> tuple[dict[str, DaemonKind], dict[str, str], dict[str, str]]:
+    """Kinds claimed once are served; a kind claimed twice is nobody's, whatever the order."""
+    conflicts: dict[str, str] = {}
+    contested: set[int] = set()
+    for attr, what in (("name", "daemon kind"), ("kind", "resource kind")):
+        groups: dict[str, list[int]] = {}
+        for i, claim in enumerate(claims):
+            groups.setdefault(str(getattr(claim.kind, attr)), []).append(i)
+        for key, members in sorted(groups.items()):
+            if len(members) < 2:
+                continue
+            contested.update(members)
+            holders = [claims[i] for i in members]
+            names = sorted(f"{c.record.label} ({c.kind.name})" for c in holders)
+            both = " and ".join(names) if len(names) == 2 else ", ".join(names)
+            which = "one of them" if len(names) == 2 else "all but one of them"
+            message = f"{what} {key!r} is registered by {both}; uninstall {which}"
+            conflicts[key] = message
+            for claim in holders:
+                claim.record.add_error(message)
+                log.warning("plugin %s: %s", claim.record.name, message)
+    kinds: dict[str, DaemonKind] = {}
+    owner: dict[str, str] = {}
+    for i, claim in enumerate(claims):
+        if i in contested:
+            # Every kind involved is out of service, under both of its names.
+            conflicts.setdefault(claim.kind.kind, conflicts.get(claim.kind.name, ""))
+            conflicts.setdefault(claim.kind.name, conflicts[claim.kind.kind])
+            continue
+        kinds[claim.kind.name] = claim.kind
+        owner[claim.kind.name] = claim.record.name
+        claim.record.daemon_kinds.append(claim.kind.name)
+    return kinds, owner, conflicts
+
+
+def call_each(
+    pm: pluggy.PluginManager, hook_name: str, **kwargs: Any
+) -> list[tuple[str, Any, str | None]]:
+    """Call every implementation of a hook on its own: ``[(plugin, result, error)]``.
+
+    A failing implementation (``SystemExit`` included) is logged and
+    reported in ``error``; it never stops the others or the caller.
+    """
+    out: list[tuple[str, Any, str | None]] = []
+    hook = getattr(pm.hook, hook_name)
+    for impl in hook.get_hookimpls():
+        try:
+            out.append((impl.plugin_name, call_impl(impl, hook_name, kwargs), None))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            log.exception("plugin %s failed in %s", impl.plugin_name, hook_name)
+            out.append((impl.plugin_name, None, _describe(exc)))
+    return out
 
 
 def safe_call(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> None:
     """Call an observer hook; a failing implementation is logged, not raised."""
-    hook = getattr(pm.hook, hook_name)
-    for impl in hook.get_hookimpls():
-        try:
-            impl.function(**{k: kwargs[k] for k in impl.argnames})
-        except Exception:
-            log.exception("plugin %s failed in %s", impl.plugin_name, hook_name)
+    call_each(pm, hook_name, **kwargs)

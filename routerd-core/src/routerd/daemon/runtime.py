@@ -22,7 +22,7 @@ from typing import Any
 
 from routerd.config import ResourceConfig
 from routerd.config import SpecModel
-from routerd.config import load_config
+from routerd.config import load_resource
 from routerd.daemon.api import WaiterSlots
 from routerd.daemon.api import create_app
 from routerd.daemon.engine import CommandOutcome
@@ -440,15 +440,12 @@ class DaemonRuntime:
 
     def _reload(self) -> CommandOutcome:
         try:
-            config = load_config(self.config_path, self.plugins)
+            new = load_resource(self.config_path, self.plugins, self.resource.name, self.kind)
         except ConfigError as exc:
             raise CommandRejected(
                 f"{self.config_path} does not validate, keeping the running config: "
                 + "; ".join(str(p) for p in exc.problems)
             ) from None
-        new = config.find(self.resource.name, self.kind.name)
-        if new is None:
-            raise CommandRejected(f"{self.ref} is no longer in {self.config_path}")
         if new.spec == self.resource.spec:
             return CommandOutcome("configuration unchanged")
         self.scrubber.add_spec(new.spec)  # before the engine can show any of it

@@ -3,10 +3,12 @@
 Three network namespaces: `isp` runs Kea DHCPv4, Kea DHCPv6 (prefix
 delegation), dnsmasq (DNS) and an HTTP server; `router` runs `routerd serve`
 with a DHCPv4 client and a DHCPv6 prefix-delegation client on wan0 and three
-health checks; `lan` is a host behind the router's lan0. The demo shows the
-router through routerctl, makes an outage with an nftables drop rule in the
-ISP namespace, lifts it, and tears everything down. `--hold` keeps the lab up
-until Ctrl-C.
+health checks, plus a DerivedEvent `wan-ready` (the delegated prefix applied
+and the ISP answering pings) and an EventRule; `lan` is a host behind the
+router's lan0. The demo shows the router through routerctl, makes an outage
+with an nftables drop rule in the ISP namespace (wan-ready retracts), lifts it
+(wan-ready asserts again), and tears everything down. `--hold` keeps the lab
+up until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -78,6 +80,52 @@ def resources(dns_file: Path) -> list[dict[str, Any]]:
                 **CHECK_TIMING,
             },
         ),
+        # Virtual events (docs/rules.md), run by routerd serve itself.
+        {
+            "apiVersion": "rules.routerd.net/v1alpha1",
+            "kind": "DerivedEvent",
+            "metadata": {"name": "wan-ready"},
+            "spec": {
+                "topic": "routerd.derived.wan.ready",
+                "inputs": [
+                    {
+                        "name": "prefix",
+                        "value": "${DHCPv6PrefixDelegation/wan-pd.status.phase}",
+                        "equals": "Applied",
+                    },
+                    {
+                        "name": "ping",
+                        "value": "${HealthCheck/isp-ping.status.phase}",
+                        "equals": "Healthy",
+                    },
+                ],
+                "retractedSeverity": "warning",
+            },
+        },
+        {
+            "apiVersion": "rules.routerd.net/v1alpha1",
+            "kind": "EventRule",
+            "metadata": {"name": "isp-down"},
+            "spec": {
+                "pattern": {
+                    "all_of": {
+                        "of": [
+                            {
+                                "topic": "routerd.healthcheck.state.unhealthy",
+                                "where": {"resource.name": name},
+                            }
+                            for name in ("isp-ping", "isp-dns", "isp-web")
+                        ],
+                        "within": "1m",
+                    }
+                },
+                "emit": {
+                    "topic": "routerd.rules.isp.down",
+                    "severity": "error",
+                    "message": "ping, DNS and HTTP to the ISP all failed within a minute",
+                },
+            },
+        },
     ]
 
 
@@ -164,6 +212,7 @@ def main() -> int:
         wait_for(runtime, "DHCPv6PrefixDelegation/wan-pd", "Applied")
         for name in ("isp-ping", "isp-dns", "isp-web"):
             wait_for(runtime, f"HealthCheck/{name}", "Healthy")
+        wait_for(runtime, "DerivedEvent/wan-ready", "Asserted")
         banner(f"the router is up after {time.monotonic() - t0:.1f} s")
         routerctl(runtime, "status")
         print(
@@ -189,8 +238,10 @@ def main() -> int:
         t0 = time.monotonic()
         for name in ("isp-ping", "isp-dns", "isp-web"):
             wait_for(runtime, f"HealthCheck/{name}", "Unhealthy")
+        wait_for(runtime, "DerivedEvent/wan-ready", "Retracted")
         banner(
-            f"all checks Unhealthy {time.monotonic() - t0:.1f} s later; the leases are untouched"
+            f"all checks Unhealthy {time.monotonic() - t0:.1f} s later; the leases are untouched,"
+            " wan-ready is retracted"
         )
         routerctl(runtime, "status")
         routerctl(
@@ -202,8 +253,14 @@ def main() -> int:
         t0 = time.monotonic()
         for name in ("isp-ping", "isp-dns", "isp-web"):
             wait_for(runtime, f"HealthCheck/{name}", "Healthy")
-        banner(f"all Healthy again {time.monotonic() - t0:.1f} s later")
+        wait_for(runtime, "DerivedEvent/wan-ready", "Asserted")
+        banner(f"all Healthy again {time.monotonic() - t0:.1f} s later; wan-ready asserted again")
         routerctl(runtime, "status")
+        banner("the virtual events: wan-ready asserted, retracted, asserted; isp-down")
+        routerctl(
+            runtime, "get", "events", "--topic", "routerd.derived.**", "--topic", "routerd.rules.**"
+        )
+        routerctl(runtime, "describe", "DerivedEvent/wan-ready")
         if args.hold:
             banner(f"holding; try: .venv/bin/routerctl --runtime-dir {runtime} events --follow")
             try:

@@ -181,3 +181,16 @@ def test_template_syntax_errors_are_spec_errors() -> None:
     assert found == ["emit.message: Value error, template '${count': '${' without a closing '}'"]
     with pytest.raises(ValueError, match="empty variable"):
         parse_template("x ${ } y")
+
+
+def test_the_api_shows_what_was_set_not_the_empty_alternatives() -> None:
+    rule = EventRuleSpec.model_validate(
+        {"pattern": {"count": {"match": "a.b", "every": 2}}, "emit": {"topic": "a.c"}}
+    )
+    assert rule.to_wire()["pattern"] == {
+        "count": {"match": {"topic": ["a.b"], "where": {}}, "every": 2}
+    }
+    derived = DerivedEventSpec.model_validate(
+        {"topic": "a.b", "inputs": [{"value": "${X/y.status.phase}", "in": ["A", "B"]}]}
+    )
+    assert derived.to_wire()["inputs"] == [{"value": "${X/y.status.phase}", "in": ["A", "B"]}]

@@ -236,7 +236,15 @@ class Emit(SpecModel):
         return value
 
 
-class EventRuleSpec(SpecModel):
+class _RuleSpec(SpecModel):
+    def to_wire(self) -> dict[str, Any]:
+        """The spec as shown by the API: what was set, without the empty alternatives
+        (the operators not chosen, tests not used). These kinds hold no secrets."""
+        data: dict[str, Any] = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return data
+
+
+class EventRuleSpec(_RuleSpec):
     """``kind: EventRule``: a pattern over the event stream and the event it emits."""
 
     pattern: Pattern
@@ -307,7 +315,7 @@ class Hysteresis(SpecModel):
     retract: Duration = 0.0
 
 
-class DerivedEventSpec(SpecModel):
+class DerivedEventSpec(_RuleSpec):
     """``kind: DerivedEvent``: ``<topic>.asserted`` / ``.retracted`` from resource status."""
 
     topic: Topic

@@ -3,7 +3,8 @@
 ``routerd_daemon`` starts real daemon processes in temporary runtime and
 state dirs and stops them at teardown, failing the test if one does not stop
 in time. The network-namespace lab fixtures live in
-:mod:`routerd.testing.lab_fixtures`.
+:mod:`routerd.testing.lab_fixtures`, the qemu VM ones in
+:mod:`routerd.testing.vm_fixtures`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from routerd.testing.daemon import daemon_factory
 from routerd.testing.lab_fixtures import dhcp4_pair  # noqa: F401
 from routerd.testing.lab_fixtures import dhcp6_pair  # noqa: F401
 from routerd.testing.lab_fixtures import lab  # noqa: F401
+from routerd.testing.vm_fixtures import ppp_vm  # noqa: F401
+from routerd.testing.vm_fixtures import vm_pppoe_lab  # noqa: F401
 
 
 @pytest.fixture

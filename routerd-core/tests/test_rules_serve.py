@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 import sqlite3
+import time
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from routerd.model import Event
 from routerd.rules import RULES_API_VERSION
 from routerd.rules.spec import DerivedEventSpec
 from routerd.rules.spec import EventRuleSpec
+from routerd.serve.rules import STATUS_EVERY
 from routerd.serve.rules import RulesRunner
 from routerd.serve.store import Batch
 from routerd.serve.store import EventStore
@@ -273,3 +275,36 @@ def test_reload_keeps_unchanged_rules_and_resets_changed_ones(serve: Any) -> Non
     assert len(s.virtual()) == 1
     s.daemon_events((5, UNHEALTHY))
     poll(lambda: len(s.virtual()) == 2, 10, "the changed rule")
+
+
+def test_removing_a_rule_drops_its_state_and_status(serve: Any) -> None:
+    s = serve(FLAPPING, SILENT)
+    s.start()
+    # It fires twice within a second: the second firing's status waits for the pacing...
+    s.daemon_events((0, UNHEALTHY), (1, UNHEALTHY), (2, UNHEALTHY))
+    poll(lambda: len(s.virtual()) == 1, 10, "the first virtual event")
+    s.daemon_events((3, UNHEALTHY), (4, UNHEALTHY), (5, UNHEALTHY))
+    poll(lambda: len(s.virtual()) == 2, 10, "the second virtual event")
+    assert s.runner is not None
+    s.runner.configure(config(SILENT))  # ...when it is removed
+    s.daemon_events((6, "routerd.healthcheck.probe.failed"))
+    s.consumed(7)
+
+    def gone() -> bool:
+        assert s.store is not None
+        db = sqlite3.connect(s.path)
+        try:
+            keys = {k for (k,) in db.execute("SELECT key FROM rule_state")}
+        finally:
+            db.close()
+        return s.store.resource("EventRule", "flapping") is None and keys == {"EventRule/silent"}
+
+    poll(gone, 10, "the removed rule's state and status gone")
+    # The paced status write comes due within STATUS_EVERY of the second firing; the
+    # engine wakes for it by itself, and must not trip over the rule that is gone.
+    due = time.monotonic() + STATUS_EVERY + 0.3
+    poll(lambda: not s.runner.is_alive() or time.monotonic() > due, 10, "the pacing period")
+    s.daemon_events((7, "routerd.healthcheck.probe.failed"))
+    s.consumed(8)
+    assert s.runner.is_alive()
+    assert s.store is not None and s.store.resource("EventRule", "silent") is not None

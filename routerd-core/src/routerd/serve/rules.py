@@ -178,7 +178,6 @@ class RulesRunner(threading.Thread):
         self._pending_states: dict[str, tuple[str, str] | None] = {}
         self._removed: list[str] = []
         self._status_due: set[str] = set()
-        self._lock = threading.Lock()  # guards core for status readers
         store.add_commit_listener(self._on_commit)
 
     # -- control (any thread) --------------------------------------------------------
@@ -202,17 +201,6 @@ class RulesRunner(threading.Thread):
     def _signal(self) -> None:
         self._signalled = True
         self._wake.notify_all()
-
-    def owns(self, kind: str) -> bool:
-        return kind in (EVENT_RULE, DERIVED_EVENT)
-
-    def status_of(self, kind: str, name: str) -> dict[str, Any] | None:
-        """The live status document of one rule (None before it runs)."""
-        with self._lock:
-            core = self.core
-            if core is None or f"{kind}/{name}" not in core.names():
-                return None
-            return core.resource_status(kind, name)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -301,8 +289,8 @@ class RulesRunner(threading.Thread):
             states[key] = None
         got = self.store.cursor_of(EVENT_SOURCE)
         self.seq = got[1] if got is not None else 0
-        with self._lock:
-            self.core, self.hashes = core, hashes
+        self.core, self.hashes = core, hashes
+        self._status_later &= set(hashes)  # a removed rule has no status to write
         self._pending_states = states
         self._removed = removed
         core.take_dirty()
@@ -392,10 +380,9 @@ class RulesRunner(threading.Thread):
             status_keys |= self._status_later
         if not (out or dirty or states or force or idle_due or status_keys):
             return
-        with self._lock:
-            for key in dirty:
-                states[key] = (self.hashes[key], json.dumps(core.dump(key), separators=(",", ":")))
-            statuses = [self._status_update(key) for key in sorted(status_keys)]
+        for key in dirty:
+            states[key] = (self.hashes[key], json.dumps(core.dump(key), separators=(",", ":")))
+        statuses = [self._status_update(key) for key in sorted(status_keys)]
         write = RulesWrite(self.position, self._batches(out), statuses, states, self._removed)
         done = self.store.submit(write)
         done.wait()

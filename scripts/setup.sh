@@ -9,7 +9,10 @@ PACKAGES=(
   python3 python3-venv
   iproute2 nftables procps util-linux openssl ca-certificates
   dnsmasq-base kea-dhcp4-server kea-dhcp6-server
-  isc-dhcp-client udhcpc dhcpcd-base tcpdump
+  isc-dhcp-client udhcpc dhcpcd-base tcpdump iputils-ping
+  # The PPPoE tests: real pppd and pppoe-server run in a qemu VM booting
+  # Debian's kernel (fetched below), with a static busybox as its initramfs.
+  qemu-system-x86 ppp pppoe busybox-static iperf3
 )
 if [ "${1:-}" = "--bench" ]; then
   PACKAGES+=(hyperfine)
@@ -53,3 +56,38 @@ fi
 .tools/bin/uv sync --python "$PYTHON" --quiet
 .venv/bin/python -c 'import routerd, routerd_healthcheck, routerctl' 
 echo "setup: .venv ready ($(.venv/bin/python --version))"
+
+# The test VM's kernel: Debian 12's current linux-image-*-amd64 (the
+# metapackage linux-image-amd64 names it), unpacked once into .tools/vm/
+# and reduced to vmlinux and the modules the VM loads (routerd.testing.vm).
+vm_dir=.tools/vm
+kernel_package() {
+  apt-cache depends linux-image-amd64 2>/dev/null \
+    | awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }'
+}
+kpkg=$(kernel_package)
+if [ -z "$kpkg" ] && [ "$(id -u)" = 0 ]; then
+  apt-get update -q
+  kpkg=$(kernel_package)
+fi
+if [ -z "$kpkg" ]; then
+  echo "setup: apt-cache does not know linux-image-amd64; cannot fetch the test VM's kernel" >&2
+  exit 1
+fi
+kver=${kpkg#linux-image-}
+if [ ! -f "$vm_dir/kernel-$kver/version" ]; then
+  echo "setup: fetching $kpkg for the test VM"
+  download="$vm_dir/.download"
+  rm -rf "$download"
+  mkdir -p "$download"
+  # apt-get download as root warns that _apt cannot write here; harmless.
+  (cd "$download" && apt-get download -q "$kpkg" 2>&1 | grep -v "^W: Download is performed unsandboxed" >&2 || true)
+  dpkg-deb -x "$download"/"$kpkg"_*.deb "$download/root"
+  .venv/bin/python -m routerd.testing.vm install-kernel "$download/root" "$vm_dir" >/dev/null
+  rm -rf "$download"
+  # Older kernels are not needed once the new one is in place.
+  for old in "$vm_dir"/kernel-*; do
+    [ "$old" = "$vm_dir/kernel-$kver" ] || rm -rf "$old"
+  done
+fi
+echo "setup: test VM kernel $kver in $vm_dir"

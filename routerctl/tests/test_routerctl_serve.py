@@ -80,9 +80,12 @@ def test_status_is_the_router_at_a_glance(served: ServeProcess, tcp_listener: in
     assert lines[0].startswith("routerd 0.1.0") and "config generation 1" in lines[0]
     up = next(line for line in lines if line.startswith("HealthCheck/up"))
     down = next(line for line in lines if line.startswith("HealthCheck/down"))
-    assert "Healthy" in up and "tcp 127.0.0.1" in up and "Running" in up
+    assert "Healthy" in up and f"tcp 127.0.0.1:{tcp_listener} " in up and "Running" in up
     assert "Unhealthy" in down
     doc = json.loads(ctl(served, "status", "-o", "json").output)
+    # FACTS is what the kind says (DaemonKind.facts, computed by serve), not routerctl's guess.
+    facts = {r["resource"]["name"]: r["facts"] for r in doc["resources"]}
+    assert facts["up"].startswith(f"tcp 127.0.0.1:{tcp_listener} ") and facts["up"].endswith(" ms")
     assert {r["resource"]["name"]: r["phase"] for r in doc["resources"]} == {
         "up": "Healthy",
         "down": "Unhealthy",
@@ -213,3 +216,19 @@ def test_routerd_not_running_is_one_line(tmp_path: Path) -> None:
         res.output.strip()
         == f"routerctl: routerd serve is not running (no socket at {tmp_path}/routerd-status.sock)"
     )
+
+
+def test_facts_column_shows_only_what_the_kind_said() -> None:
+    """Before: routerctl picked keys (address, prefixes, verdict) out of ``observed`` itself."""
+    from routerctl.router import resources_table
+
+    item = {
+        "resource": {"kind": "Widget", "name": "w"},
+        "phase": "Bound",
+        "observed": {"address": "192.0.2.9/24", "verdict": "x", "target": "t"},
+        "facts": "",
+    }
+    row = resources_table([item], time.time()).splitlines()[1]
+    assert "192.0.2.9" not in row
+    row = resources_table([{**item, "facts": "widget spins"}], time.time()).splitlines()[1]
+    assert row.rstrip().endswith("widget spins")

@@ -28,6 +28,6 @@ def test_every_hookspec_has_a_contract_docstring() -> None:
 
 
 def test_public_surface_is_frozen() -> None:
-    assert set(routerd.__all__) == {"DaemonKind", "__version__", "hookimpl"}
+    assert set(routerd.__all__) == {"PLUGIN_API", "DaemonKind", "__version__", "hookimpl"}
     for name in routerd.__all__:
         assert getattr(routerd, name) is not None

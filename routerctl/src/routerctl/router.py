@@ -73,6 +73,7 @@ RESOURCE_ITEM = Obj(
         "daemonKind": STR,
         "spec": OBJECT,
         "phase": STR,
+        "facts": STR,
         "conditions": ListOf(CONDITION),
         "observed": OBJECT,
         "daemon": Obj({"state": STR, "pid": INT, "restarts": INT}),
@@ -148,32 +149,9 @@ class Router:
 
 
 def key_facts(item: Mapping[str, Any]) -> str:
-    """The one line that says what a resource has: an address, a prefix, a verdict."""
-    observed = item.get("observed") or {}
-    if not isinstance(observed, Mapping):
-        return ""
-    facts: list[str] = []
-    if observed.get("address"):
-        facts.append(str(observed["address"]))
-    prefixes = observed.get("prefixes")
-    if isinstance(prefixes, list):
-        facts.extend(
-            str(p.get("prefix")) for p in prefixes if isinstance(p, Mapping) and p.get("prefix")
-        )
-    if observed.get("routers"):
-        routers = observed["routers"]
-        facts.append(
-            "via " + (", ".join(map(str, routers)) if isinstance(routers, list) else str(routers))
-        )
-    if "verdict" in observed and observed.get("target"):
-        latency = observed.get("lastLatencyMs")
-        facts.append(
-            f"{observed.get('protocol')} {observed['target']}"
-            + (f" {latency} ms" if latency is not None else "")
-        )
-    if observed.get("state") and not facts:
-        facts.append(str(observed["state"]))
-    return compact(", ".join(facts), 70) if facts else ""
+    """The resource's key facts as its kind states them (``DaemonKind.facts``, via routerd serve)."""
+    facts = item.get("facts")
+    return compact(facts, 70) if isinstance(facts, str) and facts else ""
 
 
 def resources_table(items: Sequence[Mapping[str, Any]], now: float) -> str:

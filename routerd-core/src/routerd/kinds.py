@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
+import logging
 import re
 from typing import TYPE_CHECKING
+from typing import Any
 
 from routerd.model import RESOURCE_API_VERSION
 
@@ -20,6 +22,10 @@ if TYPE_CHECKING:
     from routerd.errors import ConfigProblem
 
 _KIND_NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}[a-z0-9]$")
+_TOPIC_PREFIX = re.compile(r"^routerd(\.[a-z0-9_-]+)+$")
+#: ``routerd.<segment>.*`` topics the runtime and routerd serve emit; no kind's.
+RESERVED_TOPIC_SEGMENTS = frozenset({"daemon", "resource", "serve", "derived", "rule", "rules"})
+log = logging.getLogger("routerd.kinds")
 #: Commands every daemon has; a kind lists only the ones it adds.
 COMMON_COMMANDS = ("reload", "renew", "stop")
 
@@ -42,6 +48,18 @@ class DaemonKind:
     :ivar api_version: the resource ``apiVersion``.
     :ivar description: one line for ``routerctl plugins list``.
     :ivar version: leave empty: the loader fills in the plugin distribution's version.
+    :ivar topic_prefix: the topics its engine emits under ``routerd.``; default
+        ``routerd.<first segment of name>`` (``dhcpv4-client`` emits
+        ``routerd.dhcpv4.*``). The engine may also emit outside ``routerd.``
+        (its own namespace, ``example.widget.*``); anything else under
+        ``routerd.`` (``routerd.daemon.*``, ``routerd.resource.*``, another
+        plugin's) is refused by ``ctx.emit``.
+    :ivar facts: ``facts(observed) -> str``: the resource's key facts in one
+        short line (an address, a prefix, a verdict) for the FACTS column of
+        ``routerctl status``, from its status ``observed``; called by
+        ``routerd serve`` (in its own process) on every resource listing, so
+        it must be quick and must not raise (an exception shows no facts).
+        Default: ``observed["state"]`` when it is a string.
     """
 
     name: str
@@ -52,6 +70,8 @@ class DaemonKind:
     api_version: str = RESOURCE_API_VERSION
     description: str = ""
     version: str = ""
+    topic_prefix: str = ""
+    facts: Callable[[Mapping[str, Any]], str] | None = None
 
     def __post_init__(self) -> None:
         if not _KIND_NAME.match(self.name):
@@ -61,6 +81,41 @@ class DaemonKind:
         clash = set(self.commands) & set(COMMON_COMMANDS)
         if clash:
             raise ValueError(f"daemon kind {self.name!r} redefines common commands {sorted(clash)}")
+        prefix = self.topics
+        if not _TOPIC_PREFIX.match(prefix):
+            raise ValueError(
+                f"daemon kind {self.name!r}: topic prefix {prefix!r} must be 'routerd.' and "
+                "dotted lower-case segments"
+            )
+        if prefix.split(".")[1] in RESERVED_TOPIC_SEGMENTS:
+            raise ValueError(
+                f"daemon kind {self.name!r}: topic prefix {prefix!r} is routerd's own namespace"
+            )
+
+    @property
+    def topics(self) -> str:
+        """The prefix of the ``routerd.`` topics the kind's engine emits (no trailing dot)."""
+        return self.topic_prefix or f"routerd.{self.name.split('-')[0]}"
+
+    def emits(self, topic: str) -> bool:
+        """Whether an engine of this kind may emit ``topic`` (its prefix, or outside ``routerd.``)."""
+        return topic.startswith(self.topics + ".") or not topic.startswith("routerd.")
+
+    def key_facts(self, observed: Mapping[str, Any]) -> str:
+        """:attr:`facts` of ``observed``, one line of at most 120 characters; "" when it fails."""
+        try:
+            if self.facts is None:
+                state = observed.get("state")
+                text = state if isinstance(state, str) else ""
+            else:
+                text = self.facts(observed)
+        except Exception:
+            log.debug("facts of %s failed", self.name, exc_info=True)
+            return ""
+        if not isinstance(text, str):
+            return ""
+        text = " ".join(text.split())
+        return text if len(text) <= 120 else text[:117] + "..."
 
     def all_commands(self) -> tuple[str, ...]:
         return (*COMMON_COMMANDS, *sorted(self.commands))

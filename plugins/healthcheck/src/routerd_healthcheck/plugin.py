@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
 
 from routerd import hookimpl
 from routerd.kinds import DaemonKind
 
 from routerd_healthcheck.engine import HealthCheckEngine
 from routerd_healthcheck.spec import HealthCheckSpec
+
+
+def facts(observed: Mapping[str, Any]) -> str:
+    """``tcp 198.51.100.1:443 12.5 ms``: what is probed and the last latency."""
+    target = f"{observed.get('protocol')} {observed.get('target')}"
+    if observed.get("port"):
+        target += f":{observed['port']}"
+    latency = observed.get("lastLatencyMs")
+    return target + (f" {latency} ms" if latency is not None else "")
 
 
 @hookimpl
@@ -19,6 +30,7 @@ def routerd_register_daemon_kinds(register: Callable[[DaemonKind], None]) -> Non
             kind="HealthCheck",
             spec_model=HealthCheckSpec,
             factory=HealthCheckEngine,
+            facts=facts,
             description="ICMP, TCP, HTTP(S) and DNS probes with rise/fall thresholds",
         )
     )

@@ -41,6 +41,7 @@ from routerd.daemon.server import UnixServer
 from routerd.daemon.statefile import StateFile
 from routerd.errors import CommandRejected
 from routerd.errors import ConfigError
+from routerd.errors import PluginError
 from routerd.errors import UnknownCommand
 from routerd.kinds import DaemonKind
 from routerd.model import CommandResult
@@ -94,6 +95,14 @@ class _Context:
         severity: Severity = "info",
         **attributes: Scalar,
     ) -> None:
+        kind = self._runtime.kind
+        if not kind.emits(topic):
+            # routerd.daemon.* / routerd.resource.* are the runtime's word on the
+            # daemon; another prefix would be another plugin's (docs/plugin-hooks.md).
+            raise PluginError(
+                f"{kind.name}: an engine emits under {kind.topics}.* or outside routerd.*, "
+                f"not {topic!r}"
+            )
         self._runtime.emit(topic, reason=reason, message=message, severity=severity, **attributes)
 
 
@@ -139,6 +148,7 @@ class DaemonRuntime:
             self.ref, wall, on_phase=self._phase_changed, scrub=self.scrubber
         )
         self.engine: DaemonEngine | None = None
+        self.command_errors = 0  # exceptions (not CommandRejected) escaping engine commands
         self._ctx: _Context | None = None
         self.server: UnixServer | None = None
         self._stopped = threading.Event()
@@ -316,16 +326,27 @@ class DaemonRuntime:
             reason="Stopping",
             message=f"stopping ({why})",
         )
+        # How the engine's teardown went, in the last event: the daemon still
+        # exits in time, but the conformance suite fails an engine that overran.
+        teardown = "none"  # the engine never started
         if self.engine is not None and self.loop.is_alive():
             try:
                 self.loop.submit(self.engine.stop).result(timeout=STOP_ENGINE_TIMEOUT)
+                teardown = "complete"
             except FutureTimeout:
+                teardown = "timeout"
                 log.error("engine teardown did not finish in %.1f s", STOP_ENGINE_TIMEOUT)
             except Exception:
+                teardown = "failed"
                 log.exception("engine teardown failed")
         self.loop.stop()
         self.loop.join(0.5)
-        self.emit("routerd.daemon.lifecycle.stopped", reason="Stopped", message="stopped")
+        self.emit(
+            "routerd.daemon.lifecycle.stopped",
+            reason="Stopped",
+            message="stopped" if teardown in ("complete", "none") else f"stopped (teardown {teardown})",
+            teardown=teardown,
+        )
         self.eventlog.close()
         if self.statefile.unsaved and not self.statefile.retry():
             log.error("%s: the last state could not be saved before the exit", self.statefile.path)
@@ -362,6 +383,7 @@ class DaemonRuntime:
                 "longPolls": self.waiters.to_dict(),
                 "engine": {
                     "callbackErrors": self.loop.callback_errors,
+                    "commandErrors": self.command_errors,
                     "lastError": self.scrubber.value(self.loop.last_error),
                 },
                 "persistence": self.persistence.to_dict(),
@@ -432,9 +454,13 @@ class DaemonRuntime:
         except CommandRejected:
             raise
         except Exception as exc:
+            # An engine bug, not "not possible now": still a 409 for the client,
+            # but counted in status so the conformance suite fails the engine.
+            self.command_errors += 1
             log.exception("command failed")
             raise CommandRejected(f"{type(exc).__name__}: {exc}") from None
         if not isinstance(out, CommandOutcome):
+            self.command_errors += 1
             raise CommandRejected(f"engine returned {type(out).__name__}, not a CommandOutcome")
         return out
 

@@ -412,11 +412,14 @@ class RouterdServe:
     def _item(
         self, res: Any, row: dict[str, Any] | None, child: dict[str, Any] | None
     ) -> dict[str, Any]:
+        shown = self._shown(f"{res.daemon_kind}/{res.name}", row, child)
+        dk = self.plugins.kinds.get(res.daemon_kind)  # the kind says what its key facts are
         return {
             "resource": {"apiVersion": res.api_version, "kind": res.kind, "name": res.name},
             "daemonKind": res.daemon_kind,
             "spec": res.spec.to_wire(),
-            **self._shown(f"{res.daemon_kind}/{res.name}", row, child),
+            **shown,
+            "facts": dk.key_facts(shown.get("observed") or {}) if dk is not None else "",
             "daemon": child,
         }
 

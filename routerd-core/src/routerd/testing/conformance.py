@@ -42,13 +42,22 @@ STOP_WITHIN = 2.0
 
 @dataclass
 class ConformanceTarget:
-    """How to start the daemon under test."""
+    """How to start the daemon under test.
+
+    :ivar settle_within: seconds within which the resource must leave
+        ``Pending`` (a lease bound, a first probe done, a session up). None
+        only for a kind whose resource cannot progress in the test's setting
+        (no server to talk to); say why next to it.
+    """
 
     daemon_kind: str
     config: ConfigLike
     resource: str
     netns: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    #: ``fork`` (as routerd serve starts daemons) or ``exec`` (``routerd daemon``).
+    launch: str = "fork"
+    settle_within: float | None = 15.0
 
 
 def _is_rfc3339(text: str) -> bool:
@@ -57,6 +66,27 @@ def _is_rfc3339(text: str) -> bool:
     except ValueError:
         return False
     return value.year > 2000
+
+
+def _assert_no_engine_errors(daemon: DaemonProcess, what: str) -> None:
+    """The engine raised nothing but CommandRejected (a 409 by design is fine; a crash is not)."""
+    engine = daemon.status()["runtime"]["engine"]
+    assert engine.get("commandErrors", 0) == 0, (
+        f"{what}: the engine raised instead of returning a CommandOutcome or raising "
+        f"CommandRejected ({engine.get('commandErrors')} time(s)); see the daemon's log"
+    )
+
+
+def _assert_clean_teardown(daemon: DaemonProcess) -> None:
+    """The last event says the engine's ``stop()`` finished (within ~1 s, without raising)."""
+    lines = (daemon.resource_state_dir / "events.jsonl").read_text().splitlines()
+    last = json.loads(lines[-1])
+    assert last["topic"] == "routerd.daemon.lifecycle.stopped"
+    teardown = last["attributes"].get("teardown")
+    assert teardown == "complete", (
+        f"engine teardown was {teardown!r}: stop() must finish within about a second "
+        "without raising (the runtime gave up on it)"
+    )
 
 
 def _assert_json_error(resp: Any, status: int, mention: str | None = None) -> None:
@@ -79,7 +109,9 @@ class DaemonConformance:
         # conformance_target first: its lab (servers, namespaces) is torn
         # down after the daemon has stopped gracefully, not before.
         t = conformance_target
-        return routerd_daemon(t.daemon_kind, t.config, t.resource, netns=t.netns, env=t.env)
+        return routerd_daemon(
+            t.daemon_kind, t.config, t.resource, netns=t.netns, env=t.env, launch=t.launch
+        )
 
     # -- liveness and status ---------------------------------------------------
     def test_healthz(self, daemon: DaemonProcess) -> None:
@@ -333,6 +365,19 @@ class DaemonConformance:
         resp = daemon.command("reload")
         assert resp.status == 200, resp.error_text()
 
+    # -- phases ----------------------------------------------------------------
+    def test_resource_leaves_pending(
+        self, daemon: DaemonProcess, conformance_target: ConformanceTarget
+    ) -> None:
+        """The resource gets somewhere: a phase other than Pending within ``settle_within``."""
+        within = conformance_target.settle_within
+        if within is None:
+            pytest.skip("the target says its resource cannot leave Pending in this setting")
+        settled = tuple(p for p in PHASES if p != "Pending")
+        res = daemon.wait_for_phase(settled, timeout=within)
+        assert res["phase"] in settled
+        assert res["conditions"], "a phase comes with the conditions that explain it"
+
     # -- commands --------------------------------------------------------------
     def test_renew(self, daemon: DaemonProcess) -> None:
         resp = daemon.command("renew")
@@ -345,6 +390,7 @@ class DaemonConformance:
             assert isinstance(body["result"], dict)
         else:
             assert body["title"] and body["description"]
+        _assert_no_engine_errors(daemon, "renew")
 
     def test_reload_unchanged(self, daemon: DaemonProcess) -> None:
         head = daemon.head()
@@ -370,8 +416,7 @@ class DaemonConformance:
         assert daemon.wait_exit(STOP_WITHIN + 1) == 0
         assert time.monotonic() - t0 < STOP_WITHIN
         assert not daemon.socket_path.exists()
-        lines = (daemon.resource_state_dir / "events.jsonl").read_text().splitlines()
-        assert json.loads(lines[-1])["topic"] == "routerd.daemon.lifecycle.stopped"
+        _assert_clean_teardown(daemon)
 
     def test_sigterm_stops_within_2s_with_longpoll_open(self, daemon: DaemonProcess) -> None:
         head = daemon.head()
@@ -392,6 +437,7 @@ class DaemonConformance:
         thread.join(5)
         assert answered == [200], "the open long-poll is answered, not cut"
         assert not daemon.socket_path.exists()
+        _assert_clean_teardown(daemon)
 
     # -- persistence -----------------------------------------------------------
     def test_cursor_continues_across_restart(self, daemon: DaemonProcess) -> None:

@@ -1,0 +1,1 @@
+"""routerd PPPoE client plugin (``routerd-plugin-pppoe``)."""

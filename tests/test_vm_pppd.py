@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 import subprocess
+import sys
 
 import pytest
 from routerd.testing.vm import QemuVM
@@ -20,6 +21,7 @@ from routerd.testing.vm import build_initramfs
 from routerd.testing.vm import find_kernel
 from routerd.testing.vm import require_vm_prereqs
 from routerd.testing.vm_fixtures import VM_TOOLS_PPPOE
+from routerd.testing.vm_fixtures import VMHostPppoe
 from routerd.testing.vm_pppoe import PPPD_EXIT_PEER_AUTH_FAILED
 from routerd.testing.vm_pppoe import IpUp
 from routerd.testing.vm_pppoe import VMPppoeLab
@@ -165,3 +167,32 @@ def test_initramfs_is_a_valid_cpio_with_modules_in_load_order(tmp_path: Path) ->
         check=True,
     ).stdout
     assert "switch_root /mnt/root /bin/agent 'arg with space'" in init
+
+
+# A PADI sent from the host namespace on the tap, and the first PADO back:
+# the path a host-side (tun backend) client takes to the AC in the VM.
+_PADI_PADO = r"""
+import socket, struct, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x8863))
+s.bind((sys.argv[1], 0x8863))
+mac = s.getsockname()[4]
+tags = struct.pack("!HH", 0x0101, 0) + struct.pack("!HH4s", 0x0103, 4, b"rdt1")
+head = struct.pack("!BBHH", 0x11, 0x09, 0, len(tags))
+s.settimeout(15)
+s.send(b"\xff" * 6 + mac + struct.pack("!H", 0x8863) + head + tags)
+while True:
+    frame = s.recv(1514)
+    if frame[15] == 0x07 and b"rdt1" in frame:
+        print(frame[6:12].hex(":"), frame[20:].hex())
+        break
+"""
+
+
+def test_host_namespace_reaches_the_ac_in_the_vm(vm_pppoe_host_lab: VMHostPppoe) -> None:
+    side = vm_pppoe_host_lab
+    side.lab.start_ac(ac_name="vm-ac-on-nic")
+    res = side.host.run([sys.executable, "-c", _PADI_PADO, side.client_if], timeout=30)
+    mac, tags = res.stdout.split()
+    assert mac == side.lab.vm.nic_mac
+    # The AC-Name tag (0x0102) carries the name pppoe-server was given.
+    assert (b"\x01\x02\x00\x0cvm-ac-on-nic").hex() in tags

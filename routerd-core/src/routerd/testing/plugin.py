@@ -23,6 +23,7 @@ from routerd.testing.lab_fixtures import dhcp4_pair  # noqa: F401
 from routerd.testing.lab_fixtures import dhcp6_pair  # noqa: F401
 from routerd.testing.lab_fixtures import lab  # noqa: F401
 from routerd.testing.vm_fixtures import ppp_vm  # noqa: F401
+from routerd.testing.vm_fixtures import vm_pppoe_host_lab  # noqa: F401
 from routerd.testing.vm_fixtures import vm_pppoe_lab  # noqa: F401
 
 

@@ -650,6 +650,12 @@ class QemuVM:
     :param python: the interpreter that runs the agent inside the VM (the
         host path; the VM sees the host's root). Default: ours.
     :param compile: run :func:`compile_bytecode` before booting.
+    :param host_netns: a host network namespace to start qemu in, with a
+        virtio-net NIC whose other end is the tap :attr:`NIC_TAP` in that
+        namespace. Inside the VM the NIC has MAC :attr:`nic_mac`; a
+        :class:`~routerd.testing.vm_pppoe.VMPppoeLab` with ``host_client=True``
+        moves it into its AC namespace, so a client on the host (the
+        ``tun`` backend) talks to the AC in the VM.
     """
 
     def __init__(
@@ -661,6 +667,7 @@ class QemuVM:
         extra_args: Sequence[str] = (),
         python: str | None = None,
         compile: bool = True,
+        host_netns: str | None = None,
     ) -> None:
         found = kernel or find_kernel()
         if found is None:
@@ -672,6 +679,9 @@ class QemuVM:
         self.extra_args = list(extra_args)
         self.python = python or sys.executable
         self.compile = compile
+        self.host_netns = host_netns
+        #: The NIC's MAC inside the VM (locally administered, fixed).
+        self.nic_mac = "52:54:00:72:64:01"
         self.console_log = self.workdir / "console.log"
         self.socket_path = self.workdir / "agent.sock"
         self._popen: subprocess.Popen[bytes] | None = None
@@ -764,7 +774,22 @@ class QemuVM:
             f"socket,id=agent,path={self.socket_path},server=on,wait=off",
             "-device",
             f"virtserialport,chardev=agent,name={AGENT_PORT}",
+            *self._nic_args(),
             *self.extra_args,
+        ]
+
+    #: The tap device qemu makes in :attr:`host_netns` for the VM's NIC.
+    NIC_TAP = "vmtap0"
+
+    def _nic_args(self) -> list[str]:
+        if self.host_netns is None:
+            return []
+        return [
+            "-netdev",
+            f"tap,id=wan,ifname={self.NIC_TAP},script=no,downscript=no",
+            "-device",
+            # romfile=: no PXE option ROM, the VM never network-boots.
+            f"virtio-net-pci,netdev=wan,mac={self.nic_mac},romfile=",
         ]
 
     def start(self, timeout: float = BOOT_TIMEOUT) -> Self:
@@ -781,8 +806,13 @@ class QemuVM:
             self.compile_seconds = time.monotonic() - t0
         initramfs = build_initramfs(self.kernel, self.workdir / "initramfs.gz", self.agent_argv())
         t0 = time.monotonic()
+        argv = self.qemu_argv(initramfs)
+        if self.host_netns is not None:
+            # ip netns exec execs qemu in place: the PID stays qemu's, and
+            # the tap is made inside the namespace, never in the host's.
+            argv = [find_tool("ip") or "ip", "netns", "exec", self.host_netns, *argv]
         self._popen = subprocess.Popen(
-            self.qemu_argv(initramfs),
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=open(self.workdir / "qemu.log", "wb"),  # noqa: SIM115 (the child keeps it)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+import json
 import re
 import secrets
 import signal
@@ -115,32 +116,60 @@ class VMPppoeLab:
     by PID, then whatever else is left in its namespaces (``ip netns pids``)
     by PID, then the namespaces. Files go under :attr:`dir` in the VM.
 
+    With ``host_client=True`` (the VM booted with ``host_netns``) there is no
+    client namespace in the VM: the VM's NIC becomes the AC's ``ac0``, and the
+    client runs on the host, in :attr:`QemuVM.host_netns` on the tap
+    :attr:`QemuVM.NIC_TAP` (:attr:`client_if`). When the lab's AC namespace is
+    deleted the NIC, a physical device, returns to the VM's root namespace
+    for the next lab.
+
     :param vm: a booted VM.
     :param client_mac: MAC address of ``wan0`` (random when ``None``).
+    :param host_client: put the client side on the host (see above).
     """
 
     ac_if = "ac0"
     client_if = "wan0"
 
-    def __init__(self, vm: QemuVM, *, client_mac: str | None = None) -> None:
+    def __init__(
+        self, vm: QemuVM, *, client_mac: str | None = None, host_client: bool = False
+    ) -> None:
         self.vm = vm
         self.tag = secrets.token_hex(3)
         self.ac_ns = f"ac-{self.tag}"
         self.client_ns = f"cl-{self.tag}"
+        self.host_client = host_client
         self.dir = f"/tmp/pppoe-{self.tag}"
         self.processes: list[VMProcess] = []
         self._closed = False
+        if host_client:
+            if vm.host_netns is None:
+                raise ValueError("host_client=True needs a VM booted with host_netns")
+            self.client_if = vm.NIC_TAP
         mac = f" address {client_mac}" if client_mac else ""
         try:
-            vm.sh(
-                f"set -e; mkdir -p {self.dir}\n"
-                f"ip netns add {self.ac_ns}; ip netns add {self.client_ns}\n"
-                f"ip link add {self.ac_if} netns {self.ac_ns} type veth "
-                f"peer name {self.client_if}{mac} netns {self.client_ns}\n"
-                f"for ns in {self.ac_ns} {self.client_ns}; do ip -n $ns link set lo up; done\n"
-                f"ip -n {self.ac_ns} link set {self.ac_if} up\n"
-                f"ip -n {self.client_ns} link set {self.client_if} up\n"
-            )
+            if host_client:
+                links = json.loads(vm.run(["ip", "-j", "link"]).stdout)
+                nics = [x["ifname"] for x in links if x.get("address") == vm.nic_mac]
+                if not nics:
+                    raise RuntimeError(f"no NIC {vm.nic_mac} in the VM's root namespace")
+                vm.sh(
+                    f"set -e; mkdir -p {self.dir}\n"
+                    f"ip netns add {self.ac_ns}; ip -n {self.ac_ns} link set lo up\n"
+                    f"ip link set {nics[0]} netns {self.ac_ns}\n"
+                    f"ip -n {self.ac_ns} link set {nics[0]} name {self.ac_if}\n"
+                    f"ip -n {self.ac_ns} link set {self.ac_if} up\n"
+                )
+            else:
+                vm.sh(
+                    f"set -e; mkdir -p {self.dir}\n"
+                    f"ip netns add {self.ac_ns}; ip netns add {self.client_ns}\n"
+                    f"ip link add {self.ac_if} netns {self.ac_ns} type veth "
+                    f"peer name {self.client_if}{mac} netns {self.client_ns}\n"
+                    f"for ns in {self.ac_ns} {self.client_ns}; do ip -n $ns link set lo up; done\n"
+                    f"ip -n {self.ac_ns} link set {self.ac_if} up\n"
+                    f"ip -n {self.client_ns} link set {self.client_if} up\n"
+                )
             # Debian's defaults (auth, modem, crtscts, lock) must not apply:
             # each pppd here gets all its options from the lab.
             vm.write_file("/etc/ppp/options", "# routerd test VM: no global options\n", 0o644)
@@ -204,7 +233,7 @@ class VMPppoeLab:
             except Exception as e:
                 errors.append(e)
         # pppoe-server's session children (pppd, pppoe) are not ours: by PID.
-        for ns in (self.ac_ns, self.client_ns):
+        for ns in (self.ac_ns, *(() if self.host_client else (self.client_ns,))):
             for sig in (signal.SIGTERM, signal.SIGKILL):
                 pids = self.netns_pids(ns)
                 for pid in pids:
@@ -216,7 +245,8 @@ class VMPppoeLab:
                     if sig == signal.SIGKILL:
                         errors.append(e)
         self.vm.run(["ip", "netns", "del", self.ac_ns], check=False)
-        self.vm.run(["ip", "netns", "del", self.client_ns], check=False)
+        if not self.host_client:
+            self.vm.run(["ip", "netns", "del", self.client_ns], check=False)
         self.vm.run(["rm", "-rf", self.dir], check=False)
         if errors:
             raise errors[0]

@@ -717,6 +717,14 @@ class QemuVM:
         """qemu's PID on the host while it runs."""
         return self._popen.pid if self._popen is not None else None
 
+    def venv_program(self, name: str) -> str:
+        """Return the path of program *name* beside :attr:`python` (the venv's ``bin``).
+
+        The VM sees the host's root, so ``vm.venv_program("routerd")`` runs
+        the repository's own ``routerd`` inside it.
+        """
+        return str(Path(self.python).parent / name)
+
     def agent_argv(self) -> list[str]:
         """Return the agent's command line, as exec'd by the VM's init."""
         agent = Path(__file__).resolve().with_name("vm_agent.py")

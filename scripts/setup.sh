@@ -10,6 +10,8 @@ PACKAGES=(
   iproute2 nftables procps util-linux openssl ca-certificates
   dnsmasq-base kea-dhcp4-server kea-dhcp6-server
   isc-dhcp-client udhcpc dhcpcd-base tcpdump iputils-ping
+  # The observers' tests compare against conntrack, ulogd2 and dig.
+  conntrack ulogd2 ulogd2-json bind9-dnsutils
   # The PPPoE tests: real pppd and pppoe-server run in a qemu VM booting
   # Debian's kernel (fetched below), with a static busybox as its initramfs.
   qemu-system-x86 ppp pppoe busybox-static iperf3

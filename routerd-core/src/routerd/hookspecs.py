@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from routerd.model import Condition
     from routerd.model import Event
     from routerd.model import ResourceRef
+    from routerd.serve.routes import ServeView
 
 hookspec = pluggy.HookspecMarker("routerd")
 
@@ -112,6 +113,39 @@ def routerd_register_commands(cli: click.Group, ctl: CtlContext) -> None:
     Called on the main thread of the ``routerctl`` process, once per process
     (``plugins list`` calls it once more per plugin, on a scratch group, to
     see which commands each adds).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def routerd_register_api_routes(add_route: Callable[[str, object], None], serve: ServeView) -> None:
+    """Add endpoints to the main control API of ``routerd serve``.
+
+    Call ``add_route(path, resource)`` once per endpoint. ``path`` is
+    relative to ``/api/control.routerd.net/v1alpha1/`` (``"traffic-flows"``,
+    ``"widgets/{name}"``); ``resource`` is a Falcon resource (``on_get``,
+    ``on_post``, ...). The same resource answers on the main socket and on
+    the read-only status socket, where every method but GET is refused
+    before it is reached. The return value is ignored.
+
+    ``add_route`` raises :class:`routerd.errors.PluginError` for a path
+    routerd serves itself or another plugin added; an exception from this
+    hook leaves all of this plugin's routes out (logged) and serve runs on.
+
+    :param add_route: callback taking the path and the resource.
+    :param serve: a :class:`routerd.serve.routes.ServeView`: the daemons of
+        the running config (kind, name, daemon kind, state, socket, state
+        directory), read at request time.
+
+    Called by ``routerd serve`` once per control socket while it builds its
+    API, on the main thread, before any daemon starts; must not block.
+    The resources' responders run on the API's worker threads, several at
+    once: keep per-thread state (a database connection) thread-local, bound
+    the work of a request (limit, deadline), and answer errors with
+    ``falcon.HTTPError`` subclasses (4xx for bad input, never a 500). An
+    endpoint whose source is not configured answers an empty list with a
+    condition saying why.
 
     .. versionadded:: 0.1
     """

@@ -21,6 +21,7 @@ from routerd.httpapi import parse_limit
 from routerd.httpapi import parse_topics
 from routerd.httpapi import parse_wait
 from routerd.httpapi import read_json_object
+from routerd.serve.routes import add_plugin_routes
 from routerd.serve.store import EventStore
 
 PREFIX = "/api/control.routerd.net/v1alpha1"
@@ -177,4 +178,8 @@ def create_control_app(
     app.add_route(f"{PREFIX}/events", Events(backend))
     app.add_route(f"{PREFIX}/reload", Reload(backend))
     app.add_route(f"{PREFIX}/resources/{{kind}}/{{name}}/commands/{{command}}", Command(backend))
+    # Plugins' endpoints (routerd_register_api_routes), and the observer
+    # endpoints of DESIGN.md §7 answering "none configured" without them.
+    own = {"status", "resources", "events", "reload"}
+    add_plugin_routes(app, backend, PREFIX, API_VERSION, own)
     return app

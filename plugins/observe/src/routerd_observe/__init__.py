@@ -1,0 +1,1 @@
+"""routerd observers: what passes through the router (docs/observe.md)."""

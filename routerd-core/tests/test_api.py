@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 import threading
 import time
@@ -40,6 +41,9 @@ class Backend:
             "Running",
             (ResourceStatus(ref, "Pending", time.time(), (), {"n": [1, 2]}),),
         )
+
+    def status_json(self) -> bytes:
+        return json.dumps(self.status().to_dict()).encode()
 
     def run_command(self, name: str, args: dict[str, Any]) -> CommandResult:
         if name == "busy":

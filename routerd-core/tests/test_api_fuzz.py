@@ -77,6 +77,9 @@ class DaemonBackend:
             (ResourceStatus(ref, "Pending", time.time(), (), {}),),
         )
 
+    def status_json(self) -> bytes:
+        return json.dumps(self.status().to_dict()).encode()
+
     def run_command(self, name: str, args: dict[str, Any]) -> CommandResult:
         if name == "busy":
             raise CommandRejected("not now")

@@ -20,6 +20,7 @@ from routerd.client import default_state_dir
 
 if TYPE_CHECKING:
     from routerd.errors import ConfigError
+    from routerd.plugins import PluginSet
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -102,19 +103,40 @@ def daemon(
     log_level: str,
 ) -> None:
     """Run the daemon of DAEMON_KIND for one resource of the config."""
-    from routerd.config import load_resource
-    from routerd.daemon.persistence import StorageUnusable
-    from routerd.daemon.runtime import DaemonPaths
-    from routerd.daemon.runtime import DaemonRuntime
-    from routerd.daemon.server import SocketInUse
-    from routerd.errors import ConfigError
     from routerd.permissions import set_umask
-    from routerd.plugins import load_plugins
-    from routerd.secrets import install_log_redaction
 
     set_umask()  # before any file exists: state and logs are not world-readable (§9)
     _setup_logging(log_level)
-    plugins = load_plugins()
+    sys.exit(run_daemon(daemon_kind, config_path, resource, runtime_dir, state_dir, socket_path))
+
+
+def run_daemon(
+    daemon_kind: str,
+    config_path: str,
+    resource: str,
+    runtime_dir: str | None = None,
+    state_dir: str | None = None,
+    socket_path: str | None = None,
+    *,
+    plugins: PluginSet | None = None,
+) -> int:
+    """What ``routerd daemon`` runs, and a child of the fork server (``routerd serve``).
+
+    ``plugins``: what the fork server loaded; by default they are loaded
+    here. Returns the exit code; a refusal to start is a
+    :class:`click.ClickException` (one line, no traceback).
+    """
+    from routerd.config import load_resource
+    from routerd.daemon.listen import SocketInUse
+    from routerd.daemon.persistence import StorageUnusable
+    from routerd.daemon.runtime import DaemonPaths
+    from routerd.daemon.runtime import DaemonRuntime
+    from routerd.errors import ConfigError
+    from routerd.plugins import load_plugins
+    from routerd.secrets import install_log_redaction
+
+    if plugins is None:
+        plugins = load_plugins()
     kind = plugins.kinds.get(daemon_kind)
     if kind is None:
         clash = plugins.conflict(daemon_kind)
@@ -135,20 +157,32 @@ def daemon(
     )
     if socket_path:
         paths.socket = Path(socket_path)
+    runtime = DaemonRuntime(plugins, kind, _absolute(config_path), res, paths)
+    install_log_redaction(runtime.scrubber)
     try:
-        runtime = DaemonRuntime(plugins, kind, _absolute(config_path), res, paths)
+        return runtime.serve()
     except SocketInUse as exc:
+        raise click.ClickException(str(exc)) from None
+    except StorageUnusable as exc:  # a broken setup: one line, not a traceback
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {paths.socket}: {exc.strerror or exc}"
         ) from None
-    install_log_redaction(runtime.scrubber)
-    try:
-        code = runtime.serve()
-    except StorageUnusable as exc:  # a broken setup: one line, not a traceback
-        raise click.ClickException(str(exc)) from None
-    sys.exit(code)
+
+
+@main.command("fork-server", hidden=True)
+@click.option("--control-fd", type=int, required=True)
+@click.option("--exclude", multiple=True, help="Plugins not to load (they start threads).")
+@log_level_option
+def fork_server(control_fd: int, exclude: tuple[str, ...], log_level: str) -> None:
+    """The pre-loaded process routerd serve forks its daemons from (serve/forkserver.py)."""
+    from routerd.permissions import set_umask
+    from routerd.serve.forkserver import server_main
+
+    set_umask()  # inherited by every daemon it forks
+    _setup_logging(log_level)
+    sys.exit(server_main(control_fd, log_level, set(exclude)))
 
 
 @main.command()
@@ -156,12 +190,18 @@ def daemon(
 @click.option(
     "--log-dir", default=None, help="Write each daemon's output to a file here (default: inherit)."
 )
+@click.option(
+    "--fork-server/--no-fork-server",
+    default=True,
+    help="Fork daemons from a pre-loaded process (default), or exec `routerd daemon` for each.",
+)
 @log_level_option
 def serve(
     config_path: str,
     runtime_dir: str | None,
     state_dir: str | None,
     log_dir: str | None,
+    fork_server: bool,
     log_level: str,
 ) -> None:
     """Supervise one daemon per resource, store their events, serve the control API."""
@@ -183,6 +223,8 @@ def serve(
         Path(runtime_dir or default_runtime_dir()),
         Path(state_dir or default_state_dir()),
         log_dir=Path(log_dir) if log_dir else None,
+        fork_server=fork_server,
+        log_level=log_level,
     )
     try:
         code = server.serve()

@@ -143,8 +143,9 @@ class NetApplier:
     """Add and remove addresses and routes; every call is idempotent."""
 
     def __init__(self, netns: str | None = None) -> None:
-        from pyroute2 import IPRoute
+        from routerd.leanimport import iproute_class  # not the whole pyroute2 package
 
+        IPRoute = iproute_class()
         self._ipr = IPRoute(netns=netns) if netns else IPRoute()
 
     def close(self) -> None:

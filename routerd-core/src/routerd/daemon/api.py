@@ -7,7 +7,6 @@ and errors are shared with the main control API (:mod:`routerd.httpapi`).
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 from typing import Protocol
 
@@ -16,6 +15,7 @@ import falcon
 from routerd.daemon.eventlog import MAX_LIMIT
 from routerd.daemon.eventlog import MAX_WAIT
 from routerd.daemon.eventlog import EventLog
+from routerd.daemon.waiters import WaiterSlots
 from routerd.errors import CommandRejected
 from routerd.httpapi import configure_app
 from routerd.httpapi import parse_bool
@@ -27,31 +27,7 @@ from routerd.httpapi import read_json_object
 from routerd.model import CommandResult
 from routerd.model import DaemonStatus
 
-
-class WaiterSlots:
-    """A bounded count of open long-polls, observable in status."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.active = 0
-        self.rejected = 0
-        self._lock = threading.Lock()
-
-    def acquire(self) -> bool:
-        with self._lock:
-            if self.active >= self.limit:
-                self.rejected += 1
-                return False
-            self.active += 1
-            return True
-
-    def release(self) -> None:
-        with self._lock:
-            self.active -= 1
-
-    def to_dict(self) -> dict[str, int]:
-        with self._lock:
-            return {"active": self.active, "max": self.limit, "rejected": self.rejected}
+__all__ = ["DaemonBackend", "WaiterSlots", "create_app"]
 
 
 class DaemonBackend(Protocol):
@@ -66,6 +42,10 @@ class DaemonBackend(Protocol):
     def healthz(self) -> tuple[bool, str | None]: ...
 
     def status(self) -> DaemonStatus: ...
+
+    def status_json(self) -> bytes:
+        """``status()`` as the JSON body, built once per change (docs/decisions.md)."""
+        ...
 
     def run_command(self, name: str, args: dict[str, Any]) -> CommandResult: ...
 
@@ -88,7 +68,8 @@ class Status:
         self.backend = backend
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = self.backend.status().to_dict()
+        resp.data = self.backend.status_json()
+        resp.content_type = falcon.MEDIA_JSON
 
 
 class Events:

@@ -20,6 +20,9 @@ PhaseListener = Callable[[str, str, str, str, list[Condition]], None]
 class ResourceState:
     """Thread-safe holder; every change records its real transition time.
 
+    ``generation`` grows with every change of what :meth:`snapshot` shows,
+    so the daemon serializes its status once per change, not per request.
+
     What an engine sets passes through ``scrub`` (the daemon's secret
     scrubber) first, so status, phase events and the phase hook never hold a
     secret of the spec, whatever text the engine built from it.
@@ -43,6 +46,7 @@ class ResourceState:
         self.since = wall()
         self._conditions: dict[str, Condition] = {}
         self._observed: dict[str, Any] = {}
+        self.generation = 0
         self._on_phase = on_phase
         self._on_condition = on_condition
 
@@ -58,6 +62,7 @@ class ResourceState:
                 return False
             self.phase = phase
             self.since = self._wall()
+            self.generation += 1
             conditions = list(self._conditions.values())
         if self._on_phase is not None:
             self._on_phase(old, phase, reason, message, conditions)
@@ -73,13 +78,16 @@ class ResourceState:
             prev = self._conditions.get(type_)
             when = prev.last_transition_time if prev and prev.status == text else self._wall()
             cond = Condition(type_, text, reason, message, when)
-            self._conditions[type_] = cond
+            if cond != prev:
+                self._conditions[type_] = cond
+                self.generation += 1
         if self._on_condition is not None and (prev is None or prev.status != text):
             self._on_condition(cond)
 
     def remove_condition(self, type_: str) -> None:
         with self._lock:
-            self._conditions.pop(type_, None)
+            if self._conditions.pop(type_, None) is not None:
+                self.generation += 1
 
     def condition(self, type_: str) -> Condition | None:
         with self._lock:
@@ -89,12 +97,15 @@ class ResourceState:
         """Replace ``observed`` (a JSON-able mapping; copied)."""
         observed = self._scrub.value(observed)
         with self._lock:
+            # No equality test to skip the bump: 1 == 1.0 == True, yet their JSON differs.
             self._observed = copy.deepcopy(observed)
+            self.generation += 1
 
     def update_observed(self, **values: Any) -> None:
         values = self._scrub.value(values)
         with self._lock:
             self._observed.update(copy.deepcopy(values))
+            self.generation += 1
 
     def snapshot(self) -> ResourceStatus:
         with self._lock:

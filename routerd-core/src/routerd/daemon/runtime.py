@@ -1,9 +1,12 @@
 """One daemon process: lifecycle, engine thread, event log, API and signals.
 
-``routerd daemon <kind> --config FILE --resource NAME`` builds a
-:class:`DaemonRuntime` and calls :meth:`DaemonRuntime.serve`. The main thread
-runs waitress; the engine runs on its own thread; signal handlers hand off to
-threads so that neither loop is blocked.
+``routerd daemon <kind> --config FILE --resource NAME`` (or a fork of the
+fork server under ``routerd serve``) builds a :class:`DaemonRuntime` and
+calls :meth:`DaemonRuntime.serve`. The main thread runs waitress; the engine
+runs on its own thread; signal handlers hand off to threads so that neither
+loop is blocked. The engine starts before falcon and waitress are even
+imported: the socket is bound first (so a second instance is refused and
+clients queue), the protocol's first packet goes out, then the API serves.
 """
 
 from __future__ import annotations
@@ -12,22 +15,25 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 import contextlib
 from dataclasses import dataclass
+import json
 import logging
 import os
 from pathlib import Path
 import signal
 import threading
 import time
+from typing import TYPE_CHECKING
 from typing import Any
 
 from routerd.config import ResourceConfig
 from routerd.config import SpecModel
 from routerd.config import load_resource
-from routerd.daemon.api import WaiterSlots
-from routerd.daemon.api import create_app
 from routerd.daemon.engine import CommandOutcome
 from routerd.daemon.engine import DaemonEngine
 from routerd.daemon.eventlog import EventLog
+from routerd.daemon.listen import MAX_WAITERS
+from routerd.daemon.listen import THREADS
+from routerd.daemon.listen import bind_listener
 from routerd.daemon.loop import EngineLoop
 from routerd.daemon.persistence import CONDITION as PERSISTENCE_CONDITION
 from routerd.daemon.persistence import PersistenceHealth
@@ -35,10 +41,8 @@ from routerd.daemon.persistence import StorageUnusable
 from routerd.daemon.persistence import WriterFault
 from routerd.daemon.persistence import describe
 from routerd.daemon.resource import ResourceState
-from routerd.daemon.server import MAX_WAITERS
-from routerd.daemon.server import THREADS
-from routerd.daemon.server import UnixServer
 from routerd.daemon.statefile import StateFile
+from routerd.daemon.waiters import WaiterSlots
 from routerd.errors import CommandRejected
 from routerd.errors import ConfigError
 from routerd.errors import PluginError
@@ -55,6 +59,9 @@ from routerd.plugins import PluginSet
 from routerd.plugins import safe_call
 from routerd.secrets import Scrubber
 from routerd.topics import validate_topic
+
+if TYPE_CHECKING:
+    from routerd.daemon.server import UnixServer
 
 log = logging.getLogger("routerd.daemon")
 COMMAND_TIMEOUT = 30.0
@@ -152,6 +159,8 @@ class DaemonRuntime:
         self._ctx: _Context | None = None
         self.server: UnixServer | None = None
         self._stopped = threading.Event()
+        # (resource generation, daemon phase, runtime block, JSON body) of the last status built.
+        self._status_cache: tuple[int, str, dict[str, Any], bytes] | None = None
 
     # -- events and phases ---------------------------------------------------
     def emit(
@@ -268,32 +277,37 @@ class DaemonRuntime:
         )
 
     def serve(self, install_signals: bool = True) -> int:
-        """Start everything and serve until stopped; returns the exit code."""
-        self.server = UnixServer(
-            create_app(self), self.paths.socket, threads=self.threads, root=self.paths.runtime_root
-        )
+        """Start everything and serve until stopped; returns the exit code.
+
+        Raises :class:`routerd.daemon.listen.SocketInUse` (another instance
+        serves the socket) or ``OSError`` before the engine starts.
+        """
+        listener = bind_listener(self.paths.socket, root=self.paths.runtime_root)
         try:
             self.start()
-        except StorageUnusable:
-            self._discard_server()
+        except BaseException:
+            listener.close()
+            with contextlib.suppress(OSError):
+                if self.paths.socket.is_socket():
+                    self.paths.socket.unlink()
             raise
+        # The HTTP stack only now: the protocol is already under way.
+        from routerd.daemon.api import create_app
+        from routerd.daemon.server import UnixServer
+
+        self.server = UnixServer(
+            create_app(self),
+            self.paths.socket,
+            threads=self.threads,
+            root=self.paths.runtime_root,
+            sock=listener,
+        )
         if install_signals:
             self._install_signals()
         self.ready()
         self.server.run()
         self._stopped.wait(5)
         return 0
-
-    def _discard_server(self) -> None:
-        """Close a server that never ran and remove its socket file."""
-        if self.server is None:
-            return
-        with contextlib.suppress(OSError):
-            self.server.srv.close()
-        with contextlib.suppress(OSError):
-            if self.paths.socket.is_socket():
-                self.paths.socket.unlink()
-        self.server = None
 
     def _install_signals(self) -> None:
         def on_stop(signum: int, _frame: Any) -> None:
@@ -367,7 +381,26 @@ class DaemonRuntime:
             return False, f"engine thread stuck for {age:.1f} s"
         return True, None
 
-    def status(self) -> DaemonStatus:
+    def _runtime_block(self) -> dict[str, Any]:
+        return {
+            "eventLog": self.eventlog.stats(),
+            "longPolls": self.waiters.to_dict(),
+            "engine": {
+                "callbackErrors": self.loop.callback_errors,
+                "commandErrors": self.command_errors,
+                "lastError": self.scrubber.value(self.loop.last_error),
+            },
+            "persistence": self.persistence.to_dict(),
+            "stateFile": {
+                "unsaved": self.statefile.unsaved,
+                "failedSaves": self.statefile.failed_saves,
+                "corruptFiles": self.statefile.corrupt_files,
+                "lastError": self.statefile.last_error,
+            },
+            "commands": list(self.kind.all_commands()),
+        }
+
+    def status(self, runtime: dict[str, Any] | None = None) -> DaemonStatus:
         return DaemonStatus(
             daemon=DaemonInfo(
                 kind=self.kind.name,
@@ -378,24 +411,31 @@ class DaemonRuntime:
             ),
             phase=self.phase,
             resources=(self.resource_state.snapshot(),),
-            runtime={
-                "eventLog": self.eventlog.stats(),
-                "longPolls": self.waiters.to_dict(),
-                "engine": {
-                    "callbackErrors": self.loop.callback_errors,
-                    "commandErrors": self.command_errors,
-                    "lastError": self.scrubber.value(self.loop.last_error),
-                },
-                "persistence": self.persistence.to_dict(),
-                "stateFile": {
-                    "unsaved": self.statefile.unsaved,
-                    "failedSaves": self.statefile.failed_saves,
-                    "corruptFiles": self.statefile.corrupt_files,
-                    "lastError": self.statefile.last_error,
-                },
-                "commands": list(self.kind.all_commands()),
-            },
+            runtime=self._runtime_block() if runtime is None else runtime,
         )
+
+    def status_json(self) -> bytes:
+        """The status as a JSON body, serialized again only when it changed.
+
+        The resource part changes with ``ResourceState.generation``; the
+        runtime block (counters, cheap to read) is compared as a whole. The
+        generation is read before the snapshot, so a change racing with the
+        build only makes the next request build again.
+        """
+        generation, phase = self.resource_state.generation, self.phase
+        runtime = self._runtime_block()
+        cached = self._status_cache
+        if (
+            cached is not None
+            and cached[0] == generation
+            and cached[1] == phase
+            and cached[2] == runtime
+        ):
+            return cached[3]
+        # The same encoding as falcon's default JSON media handler.
+        body = json.dumps(self.status(runtime).to_dict(), ensure_ascii=False).encode()
+        self._status_cache = (generation, phase, runtime, body)
+        return body
 
     def run_command(self, name: str, args: dict[str, Any]) -> CommandResult:
         self.emit(

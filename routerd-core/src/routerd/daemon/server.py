@@ -35,17 +35,19 @@ from waitress.channel import HTTPChannel
 from waitress.server import UnixWSGIServer
 from waitress.task import ErrorTask
 
+from routerd.daemon.listen import BACKLOG
+from routerd.daemon.listen import MAX_WAITERS
+from routerd.daemon.listen import THREADS
+from routerd.daemon.listen import SocketInUse
+from routerd.daemon.listen import prepare_socket_path
 from routerd.httpapi import MAX_BODY
 from routerd.httpapi import error_body
 from routerd.permissions import GROUP
-from routerd.permissions import RUNTIME_ROOT_MODE
 from routerd.permissions import SOCKET_DIR_MODE
-from routerd.permissions import ensure_dir
 from routerd.permissions import group_id
 
+__all__ = ["MAX_WAITERS", "THREADS", "SocketInUse", "UnixServer", "prepare_socket_path"]
 log = logging.getLogger("routerd.server")
-THREADS = 64
-MAX_WAITERS = 48
 #: Connections kept open; one more evicts the one waiting longest.
 CONNECTION_LIMIT = 256
 #: Past CONNECTION_LIMIT, when every connection has a request in flight,
@@ -56,46 +58,6 @@ _HARD_EXTRA = 64
 REQUEST_TIMEOUT = 10.0
 #: Request line plus headers; 32 topic globs of the longest kind fit.
 MAX_REQUEST_HEADER = 32 * 1024
-
-
-class SocketInUse(RuntimeError):
-    """Another live process answers on the socket path."""
-
-
-def prepare_socket_path(
-    path: Path,
-    *,
-    root: Path | None = None,
-    dir_mode: int = SOCKET_DIR_MODE,
-    dir_group: str | None = GROUP,
-) -> None:
-    """Make the socket's directory; refuse a socket someone serves; remove a stale one.
-
-    ``root`` is the runtime root routerd owns (``/run/routerd``): it is made
-    (or fixed to) 0755 so the status socket in it is reachable, and a socket
-    directory below it gets ``dir_mode`` and ``dir_group``. A socket outside
-    ``root`` (``--socket`` chosen by the operator) gets its directory created
-    the same way when missing, but an existing one is left alone.
-    """
-    parent = path.parent
-    if root is not None and parent.is_relative_to(root):
-        ensure_dir(root, RUNTIME_ROOT_MODE)
-        if parent != root:
-            ensure_dir(parent, dir_mode, dir_group)
-    else:
-        ensure_dir(parent, dir_mode, dir_group, fix=False)
-    if not path.exists() and not path.is_symlink():
-        return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(0.5)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        path.unlink(missing_ok=True)  # stale: nobody listens
-        return
-    finally:
-        probe.close()
-    raise SocketInUse(f"{path} is served by another running process")
 
 
 class JsonErrorTask(ErrorTask):  # type: ignore[misc]
@@ -223,12 +185,19 @@ class UnixServer:
         dir_mode: int = SOCKET_DIR_MODE,
         request_timeout: float = REQUEST_TIMEOUT,
         max_connections: int = CONNECTION_LIMIT,
+        sock: socket.socket | None = None,
     ) -> None:
-        prepare_socket_path(path, root=root, dir_mode=dir_mode, dir_group=group)
+        """``sock``: a listener already bound at ``path`` (:func:`routerd.daemon.listen.bind_listener`,
+        which also set its mode and group); without it the socket is made here."""
+        if sock is None:
+            prepare_socket_path(path, root=root, dir_mode=dir_mode, dir_group=group)
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         self.path = path
         self.srv = GuardedUnixServer(
             app,
+            _sock=sock,
+            bind_socket=sock is None,
+            backlog=BACKLOG,
             request_timeout=request_timeout,
             max_connections=max_connections,
             unix_socket=str(path),
@@ -241,7 +210,7 @@ class UnixServer:
             max_request_body_size=MAX_BODY,
             ident="routerd",
         )
-        gid = group_id(group)
+        gid = group_id(group) if sock is None else None
         if gid is not None:
             try:
                 os.chown(path, -1, gid)

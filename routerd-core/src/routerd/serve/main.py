@@ -28,6 +28,7 @@ from routerd.permissions import private_file
 from routerd.plugins import PluginSet
 from routerd.serve.api import API_VERSION
 from routerd.serve.api import create_control_app
+from routerd.serve.forkserver import ForkServerClient
 from routerd.serve.ingest import Follower
 from routerd.serve.rules import SOURCE_PREFIX as RULES_SOURCE
 from routerd.serve.rules import RulesRunner
@@ -46,6 +47,8 @@ RECENT_EVENTS = 20
 #: How long a reload waits for a removed daemon's follower to store its last events.
 FOLLOWER_FINISH = 3.0
 UNKNOWN = "Unknown"
+#: Hooks a daemon calls: a daemon started by exec imports the plugins that implement them.
+DAEMON_HOOKS = frozenset({"routerd_event_emitted", "routerd_phase_changed"})
 
 
 class RouterdServe:
@@ -61,6 +64,8 @@ class RouterdServe:
         log_dir: Path | None = None,
         backoff_base: float = 1.0,
         stable_after: float = 30.0,
+        fork_server: bool = True,
+        log_level: str = "info",
     ) -> None:
         self.plugins = plugins
         self.config_path = config_path
@@ -81,6 +86,8 @@ class RouterdServe:
         self.followers: dict[str, Follower] = {}
         # EventRules and DerivedEvents: run here, not by a daemon (docs/decisions.md).
         self.rules = RulesRunner(self.store)
+        # Daemons are forked from a pre-loaded process (serve/forkserver.py).
+        self.forks = ForkServerClient(log_level) if fork_server else None
         self.supervisor = Supervisor(
             config_path,
             runtime_dir,
@@ -89,6 +96,8 @@ class RouterdServe:
             backoff_base=backoff_base,
             stable_after=stable_after,
             on_started=self._follow,
+            forks=self.forks,
+            exec_plugins=self._exec_plugins,
         )
         self._reload_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -104,6 +113,19 @@ class RouterdServe:
         self._apply(config)
         self.rules.start()
         self.supervisor.start()
+
+    def _exec_plugins(self, daemon_kind: str) -> set[str] | None:
+        """The plugins a daemon of ``daemon_kind`` started by exec needs: its own and observers.
+
+        serve loaded every plugin (and refused kinds claimed twice), so the
+        daemon need not import the others.
+        """
+        owner = self.plugins.kind_owner.get(daemon_kind)
+        if owner is None:
+            return None
+        return {owner} | {
+            r.name for r in self.plugins.records if not r.error and DAEMON_HOOKS & set(r.hooks)
+        }
 
     def _follow(self, child: Child) -> None:
         follower = self.followers.get(child.source)
@@ -215,7 +237,14 @@ class RouterdServe:
             root=self.runtime_dir,
         )
         self.servers = [main, status]
-        self.start(config)
+        if self.forks is not None:
+            self.forks.start()  # it imports everything while serve opens its store
+        try:
+            self.start(config)
+        except BaseException:
+            if self.forks is not None:
+                self.forks.close()
+            raise
         if install_signals:
             signal.signal(
                 signal.SIGTERM, lambda *_: threading.Thread(target=self.stop, daemon=True).start()
@@ -395,6 +424,7 @@ class RouterdServe:
             "daemons": daemons,
             "plugins": [r.to_dict() for r in self.plugins.records],
             "store": store,
+            "forkServer": self._fork_server_status(),
             "rules": self.rules.snapshot(),
             "ingestion": {
                 f.source: {
@@ -407,6 +437,20 @@ class RouterdServe:
                 }
                 for f in self.followers.values()
             },
+        }
+
+    def _fork_server_status(self) -> dict[str, Any] | None:
+        forks = self.forks
+        if forks is None:
+            return None
+        return {
+            "pid": forks.pid,
+            "ready": forks.ready,
+            "kinds": sorted(forks.kinds),
+            "refused": forks.refused,
+            "starts": forks.starts,
+            "restartsForChangedCode": forks.restarts_for_stale,
+            "lastError": forks.last_error,
         }
 
     def _item(

@@ -6,6 +6,10 @@ killed by a signal or exiting non-zero is restarted after
 ``min(cap, base * 2**failures)`` seconds; the failure count resets once it has
 run ``stable_after`` seconds. A socket already answered by a process routerd
 did not start is reported (``Foreign``) and left alone.
+
+Daemons are forked by the fork server (:mod:`routerd.serve.forkserver`)
+when it serves their kind, and started as ``routerd daemon`` processes (the
+exec path) otherwise; supervision is the same for both.
 """
 
 from __future__ import annotations
@@ -26,9 +30,15 @@ import threading
 import time
 from typing import IO
 from typing import Any
+from typing import Protocol
 
 from routerd.config import ResourceConfig
 from routerd.daemon.statefile import atomic_write
+from routerd.serve.forkserver import ForkedProcess
+from routerd.serve.forkserver import ForkServerClient
+from routerd.serve.forkserver import ForkUnavailable
+from routerd.serve.forkserver import daemon_title
+from routerd.serve.forkserver import process_starttime
 
 log = logging.getLogger("routerd.supervisor")
 #: children.json the disk refused is written again after 1 s, doubling up to 10 s.
@@ -48,6 +58,21 @@ def socket_answers(path: Path) -> bool:
     return True
 
 
+class Process(Protocol):
+    """What supervision needs of a daemon process: ``subprocess.Popen`` or :class:`ForkedProcess`."""
+
+    pid: int
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+
 @dataclass
 class Child:
     """What the supervisor knows of one resource's daemon."""
@@ -55,7 +80,7 @@ class Child:
     res: ResourceConfig
     socket_path: Path
     state: str = "Starting"  # Starting | Running | Backoff | Stopped | Foreign | Removed
-    proc: subprocess.Popen[bytes] | None = None
+    proc: Process | None = None
     restarts: int = 0
     failures: int = 0
     started_at: float = 0.0  # monotonic
@@ -64,6 +89,10 @@ class Child:
     wanted: bool = True
     expected_exit: bool = False
     adopted_pid: int | None = None  # a daemon a previous routerd started
+    adopted_starttime: int | None = None
+    how: str = ""  # "fork" or "exec"
+    #: For the registry: ``starttime`` and ``title`` (forked) or ``argv`` (exec).
+    identity: dict[str, Any] = field(default_factory=dict)
     history: list[str] = field(default_factory=list)
 
     @property
@@ -87,6 +116,7 @@ class Child:
             "state": self.state,
             "pid": self.pid,
             "adopted": self.adopted_pid is not None,
+            "startedBy": self.how or None,
             "restarts": self.restarts,
             "lastExit": self.last_exit,
             "socket": str(self.socket_path),
@@ -107,7 +137,12 @@ class Supervisor:
         stable_after: float = 30.0,
         log_dir: Path | None = None,
         on_started: Callable[[Child], None] | None = None,
+        forks: ForkServerClient | None = None,
+        exec_plugins: Callable[[str], set[str] | None] | None = None,
     ) -> None:
+        """``forks``: the fork server to start daemons from (None: always exec).
+        ``exec_plugins``: the plugins a daemon of a kind started by exec needs
+        (its own and the observers of every daemon), so it imports no other."""
         self.config_path = config_path
         self.runtime_dir = runtime_dir
         self.state_dir = state_dir
@@ -116,6 +151,9 @@ class Supervisor:
         self.stable_after = stable_after
         self.log_dir = log_dir
         self.on_started = on_started
+        self.forks = forks
+        self.exec_plugins = exec_plugins
+        self._exec_reasons: dict[str, str] = {}  # kind -> why it is started by exec (logged once)
         self.children: dict[str, Child] = {}
         self.registry = state_dir / "serve" / "children.json"
         self._known = self._load_registry()
@@ -166,11 +204,7 @@ class Supervisor:
 
     def _save_registry(self) -> None:
         """Write the registry; when the disk refuses, retry from :meth:`tick` with backoff."""
-        known = {
-            c.key: {"pid": c.pid, "argv": self._argv(c.res)}
-            for c in self.children.values()
-            if c.pid
-        }
+        known = {c.key: self._registry_entry(c) for c in self.children.values() if c.pid}
         try:
             atomic_write(self.registry, json.dumps(known).encode())
         except OSError as exc:
@@ -191,16 +225,32 @@ class Supervisor:
         self._registry_retry = None
         self.registry_error = None
 
+    def _registry_entry(self, child: Child) -> dict[str, Any]:
+        """PID, start time and what ``/proc/PID/cmdline`` shows: enough to know it again."""
+        return {**child.identity, "pid": child.pid}
+
     def _ours(self, child: Child) -> int | None:
-        """The PID of a live daemon a previous routerd started for ``child``."""
+        """The PID of a live daemon a previous routerd started for ``child``.
+
+        The same PID, the same start time (a PID reused since is not it) and
+        the command line it was started with, or, for a forked daemon, the
+        title it gave itself.
+        """
         entry = self._known.get(child.key)
         if not isinstance(entry, dict) or not isinstance(entry.get("pid"), int):
             return None
         pid = int(entry["pid"])
+        starttime = entry.get("starttime")
+        if isinstance(starttime, int) and process_starttime(pid) != starttime:
+            return None
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return None
+        title = entry.get("title")
+        if title is not None:
+            expected = daemon_title(child.res.daemon_kind, child.res.name)
+            return pid if title == expected and cmdline[0] == expected.encode() else None
         argv = [a.encode() for a in self._argv(child.res)]
         return pid if cmdline[: len(argv)] == argv else None
 
@@ -209,6 +259,11 @@ class Supervisor:
             pid = self._ours(child)
             if pid is not None:
                 child.adopted_pid = pid
+                child.adopted_starttime = process_starttime(pid)
+                child.identity = {
+                    k: v for k, v in self._known[child.key].items() if k in ("title", "argv")
+                }
+                child.identity["starttime"] = child.adopted_starttime
                 child.state = "Running"
                 child.started_at = time.monotonic()
                 log.info("adopted %s (pid %d) started by a previous routerd", child.key, pid)
@@ -228,12 +283,7 @@ class Supervisor:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.log_dir / f"{child.res.daemon_kind}-{child.res.name}.log", "ab")  # noqa: SIM115
         try:
-            child.proc = subprocess.Popen(
-                self._argv(child.res),
-                stdout=out,
-                stderr=subprocess.STDOUT if out else None,
-                start_new_session=True,
-            )
+            child.proc = self._launch(child, out)
         except OSError as exc:
             log.error("cannot start %s: %s", child.key, exc)
             self._schedule_restart(child, time.monotonic())
@@ -246,10 +296,48 @@ class Supervisor:
         child.next_start = None
         child.expected_exit = False
         child.adopted_pid = None
-        log.info("started %s (pid %d)", child.key, child.proc.pid)
+        child.adopted_starttime = None
+        log.info("started %s (pid %d, %s)", child.key, child.proc.pid, child.how)
         self._save_registry()
         if self.on_started is not None:
             self.on_started(child)
+
+    def _launch(self, child: Child, out: IO[bytes] | None) -> Process:
+        """Fork the daemon from the fork server, or exec ``routerd daemon`` when it cannot."""
+        res = child.res
+        if self.forks is not None:
+            try:
+                proc = self.forks.spawn(
+                    res.daemon_kind,
+                    res.name,
+                    self.config_path,
+                    self.runtime_dir,
+                    self.state_dir,
+                    log_file=out,
+                )
+            except ForkUnavailable as exc:
+                if self._exec_reasons.get(res.daemon_kind) != str(exc):
+                    self._exec_reasons[res.daemon_kind] = str(exc)
+                    log.warning("starting %s daemons by exec: %s", res.daemon_kind, exc)
+            else:
+                child.how = "fork"
+                child.identity = {"starttime": proc.starttime, "title": proc.title}
+                return proc
+        env = None
+        allow = self.exec_plugins(res.daemon_kind) if self.exec_plugins is not None else None
+        if allow is not None:
+            env = {**os.environ, "ROUTERD_PLUGINS": ",".join(sorted(allow))}
+        argv = self._argv(res)
+        popen = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,
+            env=env,
+        )
+        child.how = "exec"
+        child.identity = {"starttime": process_starttime(popen.pid), "argv": argv}
+        return popen
 
     def _schedule_restart(self, child: Child, now: float) -> None:
         delay = min(self.backoff_cap, self.backoff_base * (2**child.failures))
@@ -269,10 +357,19 @@ class Supervisor:
             if self._registry_retry is not None and now >= self._registry_retry:
                 self._save_registry()
             for child in list(self.children.values()):
-                if child.adopted_pid is not None and not _pid_alive(child.adopted_pid):
+                proc = child.proc
+                if isinstance(proc, ForkedProcess) and proc.orphaned and proc.returncode is None:
+                    # The fork server went away: no exit status will come for
+                    # this daemon; watch its PID as for an adopted one.
+                    child.adopted_pid, child.adopted_starttime = proc.pid, proc.starttime
+                    child.proc = None
+                if child.adopted_pid is not None and not _pid_alive(
+                    child.adopted_pid, child.adopted_starttime
+                ):
                     # Not our child: no exit status. A stop we forwarded is a
                     # stop; anything else is a crash.
                     child.adopted_pid = None
+                    child.adopted_starttime = None
                     child.last_exit = None
                     if child.expected_exit:
                         child.state = "Stopped"
@@ -331,6 +428,7 @@ class Supervisor:
         if adopted is not None:
             _terminate_pid(adopted, timeout)
             child.adopted_pid = None
+            child.adopted_starttime = None
         with self._lock:
             child.state = "Stopped"
             if child.proc is proc:
@@ -355,7 +453,7 @@ class Supervisor:
         """Stop every daemon in parallel; SIGKILL what is still there at ``timeout``."""
         self._stop.set()
         with self._lock:
-            procs: list[subprocess.Popen[bytes] | int] = []
+            procs: list[Process | int] = []
             for child in self.children.values():
                 child.expected_exit = True
                 if child.proc is not None:
@@ -376,13 +474,15 @@ class Supervisor:
                 )
         if self._thread.is_alive():
             self._thread.join(2)
+        if self.forks is not None:
+            self.forks.close()
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
             return [c.to_dict() for c in self.children.values()]
 
 
-def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
+def _terminate(proc: Process, timeout: float) -> None:
     if proc.poll() is not None:
         return
     try:
@@ -396,7 +496,10 @@ def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
         pass
 
 
-def _pid_alive(pid: int) -> bool:
+def _pid_alive(pid: int, starttime: int | None = None) -> bool:
+    """Whether ``pid`` runs and is not a zombie (and, given ``starttime``, is still the same process)."""
+    if starttime is not None and process_starttime(pid) != starttime:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

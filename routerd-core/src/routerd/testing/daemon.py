@@ -2,6 +2,12 @@
 
 Waiting is done on states (healthz answering, a phase reached, an event
 emitted) through the daemon's own API, with deadlines, never bare sleeps.
+
+A daemon is started either as ``routerd daemon`` (``launch="exec"``, the
+standalone path) or forked from a fork server (``launch="fork"``, what
+``routerd serve`` does). ``ROUTERD_TEST_DAEMONS=fork`` makes fork the
+default of every test that does not choose; fork servers are shared by the
+tests of a session (one per network namespace and environment).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 from typing import Any
 
 import yaml
@@ -25,7 +32,46 @@ from routerd.client import Response
 from routerd.client import UnixClient
 from routerd.errors import ClientError
 
+if TYPE_CHECKING:
+    from routerd.serve.forkserver import ForkedProcess
+    from routerd.serve.forkserver import ForkServerClient
+
 ConfigLike = str | dict[str, Any] | Path
+LAUNCHES = ("exec", "fork")
+
+
+def default_launch() -> str:
+    """``ROUTERD_TEST_DAEMONS`` (``exec`` or ``fork``), else ``exec``."""
+    value = os.environ.get("ROUTERD_TEST_DAEMONS", "exec")
+    if value not in LAUNCHES:
+        raise ValueError(f"ROUTERD_TEST_DAEMONS must be one of {LAUNCHES}, not {value!r}")
+    return value
+
+
+class ForkServers:
+    """Fork servers for tests, one per (network namespace, environment), closed at the end."""
+
+    def __init__(self) -> None:
+        self._servers: dict[tuple[str | None, tuple[tuple[str, str], ...]], ForkServerClient] = {}
+
+    def get(self, netns: str | None, env: dict[str, str]) -> ForkServerClient:
+        from routerd.serve.forkserver import ForkServerClient
+
+        key = (netns, tuple(sorted(env.items())))
+        client = self._servers.get(key)
+        if client is None:
+            argv = [sys.executable, "-m", "routerd"]
+            if netns:
+                argv = ["ip", "netns", "exec", netns, *argv]
+            client = ForkServerClient("info", argv=argv, env={**os.environ, **env})
+            client.start()
+            self._servers[key] = client
+        return client
+
+    def close(self, netns: str | None = None) -> None:
+        """Stop the fork servers (of ``netns`` only, when given: its namespace is going away)."""
+        for key in [k for k in self._servers if netns is None or k[0] == netns]:
+            self._servers.pop(key).close()
 
 
 def router_config(*resources: dict[str, Any], name: str = "test") -> dict[str, Any]:
@@ -68,11 +114,17 @@ def poll(condition: Callable[[], Any], timeout: float, what: str, interval: floa
 
 
 def stop_process(
-    proc: subprocess.Popen[bytes] | None, timeout: float, what: str, log_tail: Callable[[], str]
+    proc: subprocess.Popen[bytes] | ForkedProcess | None,
+    timeout: float,
+    what: str,
+    log_tail: Callable[[], str],
 ) -> int:
     """SIGTERM ``proc`` and wait; SIGKILL it and fail naming ``what`` if it does not stop."""
-    if proc is None or proc.poll() is not None:
-        return proc.returncode if proc is not None else 0
+    if proc is None:
+        return 0
+    code = proc.poll()
+    if code is not None:
+        return code
     proc.send_signal(signal.SIGTERM)
     try:
         return proc.wait(timeout)
@@ -95,7 +147,9 @@ class DaemonProcess:
     netns: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     extra_args: tuple[str, ...] = ()
-    proc: subprocess.Popen[bytes] | None = None
+    launch: str = "exec"
+    forks: ForkServers | None = None
+    proc: subprocess.Popen[bytes] | ForkedProcess | None = None
     starts: int = 0
 
     @property
@@ -137,13 +191,37 @@ class DaemonProcess:
         env.update(self.env)
         self.starts += 1
         log = self.log_path.open("ab")
-        log.write(f"--- start #{self.starts}: {' '.join(self.argv())}\n".encode())
+        how = "forked" if self.launch == "fork" else ""
+        log.write(f"--- start #{self.starts}: {how} {' '.join(self.argv())}\n".encode())
         log.flush()
-        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, env=env)
-        log.close()
+        try:
+            if self.launch == "fork":
+                self.proc = self._fork(log)
+            else:
+                self.proc = subprocess.Popen(
+                    self.argv(), stdout=log, stderr=subprocess.STDOUT, env=env
+                )
+        finally:
+            log.close()
         if wait:
             self.wait_healthy(timeout)
         return self
+
+    def _fork(self, log: Any) -> ForkedProcess:
+        """Ask the fork server (of this namespace and environment) for the daemon."""
+        if self.extra_args:
+            raise ValueError("a forked daemon takes no extra arguments; use launch='exec'")
+        if self.forks is None:
+            raise ValueError("launch='fork' needs the factory's fork servers")
+        client = self.forks.get(self.netns, self.env)
+        return client.spawn(
+            self.daemon_kind,
+            self.resource,
+            self.config_path,
+            self.runtime_dir,
+            self.state_dir,
+            log_file=log,
+        )
 
     def client(self, timeout: float = 10.0) -> UnixClient:
         return UnixClient(str(self.socket_path), timeout=timeout)
@@ -276,9 +354,12 @@ class DaemonProcess:
 class DaemonFactory:
     """Creates daemons in a test's temporary dirs and ends them all afterwards."""
 
-    def __init__(self, base: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, base: Path, env: dict[str, str] | None = None, forks: ForkServers | None = None
+    ) -> None:
         self.base = base
         self.env = env or {}
+        self.forks = forks
         self.daemons: list[DaemonProcess] = []
         self.runtime_dir = base / "run"
         self.state_dir = base / "state"
@@ -293,7 +374,9 @@ class DaemonFactory:
         env: dict[str, str] | None = None,
         start: bool = True,
         extra_args: tuple[str, ...] = (),
+        launch: str | None = None,
     ) -> DaemonProcess:
+        """``launch``: ``exec`` or ``fork`` (default: :func:`default_launch`)."""
         index = len(self.daemons)
         config_path = write_config(self.base / f"router-{index}.yaml", config)
         daemon = DaemonProcess(
@@ -306,6 +389,8 @@ class DaemonFactory:
             netns=netns,
             env={**self.env, **(env or {})},
             extra_args=extra_args,
+            launch=launch or default_launch(),
+            forks=self.forks,
         )
         self.daemons.append(daemon)
         if start:
@@ -320,12 +405,18 @@ class DaemonFactory:
                 daemon.stop()
             except AssertionError as exc:
                 failures.append(str(exc))
+        if self.forks is not None:
+            # A test's namespace goes away with the test: so does its fork server.
+            for netns in {d.netns for d in self.daemons if d.launch == "fork" and d.netns}:
+                self.forks.close(netns)
         return failures
 
 
 @contextlib.contextmanager
-def daemon_factory(base: Path, env: dict[str, str] | None = None) -> Iterator[DaemonFactory]:
-    factory = DaemonFactory(base, env)
+def daemon_factory(
+    base: Path, env: dict[str, str] | None = None, forks: ForkServers | None = None
+) -> Iterator[DaemonFactory]:
+    factory = DaemonFactory(base, env, forks)
     try:
         yield factory
     finally:

@@ -18,6 +18,7 @@ import threading
 import pytest
 
 from routerd.testing.daemon import DaemonFactory
+from routerd.testing.daemon import ForkServers
 from routerd.testing.daemon import daemon_factory
 from routerd.testing.lab_fixtures import dhcp4_pair  # noqa: F401
 from routerd.testing.lab_fixtures import dhcp6_pair  # noqa: F401
@@ -57,9 +58,17 @@ def tcp_listener() -> Iterator[int]:
     srv.close()
 
 
+@pytest.fixture(scope="session")
+def routerd_fork_servers() -> Iterator[ForkServers]:
+    """Fork servers shared by the session's tests (``launch="fork"`` daemons)."""
+    servers = ForkServers()
+    yield servers
+    servers.close()
+
+
 @pytest.fixture
-def routerd_daemon(tmp_path: Path) -> Iterator[DaemonFactory]:
-    """Factory: ``routerd_daemon(kind, config, resource, netns=None, env=None)``.
+def routerd_daemon(tmp_path: Path, routerd_fork_servers: ForkServers) -> Iterator[DaemonFactory]:
+    """Factory: ``routerd_daemon(kind, config, resource, netns=None, env=None, launch=None)``.
 
     Unix socket paths are limited to 107 bytes, so the dirs live in a short
     temporary directory rather than under pytest's deep ``tmp_path``.
@@ -67,5 +76,5 @@ def routerd_daemon(tmp_path: Path) -> Iterator[DaemonFactory]:
     with tempfile.TemporaryDirectory(prefix="rd-") as short:
         base = Path(short)
         (base / "logs").symlink_to(tmp_path)
-        with daemon_factory(base) as factory:
+        with daemon_factory(base, forks=routerd_fork_servers) as factory:
             yield factory

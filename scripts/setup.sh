@@ -57,6 +57,14 @@ if [ ! -x .tools/bin/uv ]; then
 fi
 .tools/bin/uv sync --python "$PYTHON" --quiet
 .venv/bin/python -c 'import routerd, routerd_healthcheck, routerctl' 
+# Bytecode for everything installed and for the workspace sources: uv writes
+# none, PYTHONDONTWRITEBYTECODE=1 is set on these machines and a hardened unit
+# (ProtectSystem=strict) could not write it at run time, so without it every
+# daemon start compiles pyroute2, falcon, pydantic... from source (docs/decisions.md,
+# "Process model"). compileall writes whatever that variable says and skips
+# what is up to date, so a re-run takes well under a second.
+.venv/bin/python -m compileall -q -j 0 .venv/lib/python3*/site-packages \
+  routerd-core/src routerctl/src plugins/*/src >/dev/null
 echo "setup: .venv ready ($(.venv/bin/python --version))"
 
 # The test VM's kernel: Debian 12's current linux-image-*-amd64 (the

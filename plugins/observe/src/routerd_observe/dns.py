@@ -134,7 +134,7 @@ def parse_frame(frame: bytes) -> Segment:
     try:
         if ethertype == ETH_P_IP:
             ip: Any = dpkt.ip.IP(frame[off:])
-            if ip.off & 0x3FFF:  # MF set or an offset: a fragment
+            if ip.mf or ip.offset:  # a fragment
                 raise ValueError("fragment")
             src = socket.inet_ntop(socket.AF_INET, ip.src)
             dst = socket.inet_ntop(socket.AF_INET, ip.dst)

@@ -193,7 +193,7 @@ def decode_payload(family: int, payload: bytes) -> dict[str, Any]:
             out["dst"] = socket.inet_ntop(socket.AF_INET, ip.dst)
             out["length"] = int(ip.len)
             proto = int(ip.p)
-            if ip.off & 0x1FFF:
+            if ip.offset:
                 out["protocol"] = _proto(proto)
                 return out  # a later fragment has no transport header
         out["protocol"] = _proto(proto)

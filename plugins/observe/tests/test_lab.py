@@ -14,6 +14,7 @@ three observers, a WAN server, and ulogd2 beside ours in the router.
 from __future__ import annotations
 
 from collections.abc import Iterator
+import json
 import re
 import textwrap
 import time
@@ -561,3 +562,29 @@ def test_status_socket_serves_the_observer_endpoints(olab: ObserveLab) -> None:
         resp = client.get(f"/api/control.routerd.net/v1alpha1/{path}")
         assert resp.status == 200, path
         assert isinstance(resp.json()["items"], list)
+
+
+def test_routerctl_lists_what_the_router_sees(olab: ObserveLab) -> None:
+    import subprocess
+    import sys
+
+    olab.rl.lan.run(["dig", "+tries=1", f"@{LAN_ROUTER}", "www.example.test"])
+    olab.traffic()
+    routerctl = [sys.executable, "-m", "routerctl", "--runtime-dir", str(olab.serve.runtime_dir)]
+
+    def run(*args: str) -> str:
+        out = subprocess.run([*routerctl, *args], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    table = run("get", "connections", "--protocol", "tcp", "--count")
+    assert "ESTABLISHED" in table or "TIME_WAIT" in table
+    flows = json.loads(run("get", "flows", "-o", "json", "--client", LAN_HOST))
+    assert flows["items"] and all(i["client"] == LAN_HOST for i in flows["items"])
+    assert "www.example.test" in run("get", "dns-queries", "--qname-suffix", "example.test")
+    assert "NOERROR" in run("get", "dns-queries", "--agg", "-o", "yaml")
+    run("get", "firewall-logs", "--action", "drop", "-o", "yaml")
+    bad = subprocess.run(
+        [*routerctl, "get", "flows", "--client", "nope"], capture_output=True, text=True, timeout=30
+    )
+    assert bad.returncode != 0 and "client" in bad.stderr

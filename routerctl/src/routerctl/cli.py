@@ -35,6 +35,7 @@ from routerctl import router as rt
 from routerctl import views
 from routerctl.errors import CtlError
 from routerctl.errors import warn
+from routerctl.observe import add_observer_commands
 from routerctl.output import FORMATS
 from routerctl.output import StreamTable
 from routerctl.output import age
@@ -1057,6 +1058,9 @@ def _commands_by_plugin(plugin_set: Any) -> dict[str, tuple[list[str], str | Non
         out[impl.plugin_name] = (sorted(scratch.commands), None)
     return out
 
+
+# What the router sees (docs/observe.md): the observers' listings.
+add_observer_commands(get, common_options, output_option, router_for)
 
 if __name__ == "__main__":
     sys.exit(main())

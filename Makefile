@@ -1,7 +1,9 @@
 # routerd: two commands on a fresh Debian machine as root.
 #   make demo   set up, then run the healthcheck lab and show it through routerctl
 #   make test   set up, then lint, type-check and run every test (real servers included)
-.PHONY: setup demo test bench lint clean
+#   make dist   wheels + sdists of every distribution, their dependencies and
+#               dist/constraints.txt: installs offline (docs/packaging.md)
+.PHONY: setup demo test bench lint clean dist packaging install-unit
 
 setup:
 	@scripts/setup.sh
@@ -21,5 +23,16 @@ lint: setup
 	@.venv/bin/ruff format --check .
 	@.venv/bin/mypy
 
+dist: setup
+	@.venv/bin/python scripts/dist.py --out dist
+
+# Rewrite packaging/ (unit template, routerctl completions) from the code.
+packaging: setup
+	@PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/python scripts/pkgfiles.py generate
+
+# The systemd unit for this checkout's venv (BINDIR=... for another installation).
+install-unit:
+	@.venv/bin/python scripts/pkgfiles.py install-unit $(if $(BINDIR),--bindir $(BINDIR))
+
 clean:
-	rm -rf .venv .tools bench/results
+	rm -rf .venv .tools bench/results dist

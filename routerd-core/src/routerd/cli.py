@@ -266,5 +266,31 @@ def schema() -> None:
     click.echo(json.dumps(json_schema(load_plugins()), indent=2))
 
 
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    default="/etc/routerd/router.yaml",
+    show_default=True,
+    help="Router config the unit runs with (absolute path).",
+)
+@click.option("--bindir", default=None, help="Where routerd is. [default: this installation's]")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+def unit(config_path: str, bindir: str | None, output: str | None) -> None:
+    """Print the hardened systemd unit of routerd serve for this installation."""
+    from routerd.unit import installation_bindir
+    from routerd.unit import render
+
+    try:
+        text = render(bindir or installation_bindir(), config_path)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    Path(output).write_text(text)
+    click.echo(f"wrote {output}; now: systemctl daemon-reload && systemctl enable --now routerd")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

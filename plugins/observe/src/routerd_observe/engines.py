@@ -21,10 +21,12 @@ import time
 from typing import Any
 
 from routerd.config import SpecModel
+from routerd.daemon.engine import CommandOutcome
 from routerd.daemon.engine import DaemonContext
 from routerd.daemon.engine import DaemonEngine
 from routerd.daemon.loop import TimerHandle
 from routerd.errors import CommandRejected
+from routerd.errors import UnknownCommand
 from routerd.packetstats import DropCounter
 
 from routerd_observe import conntrack
@@ -132,6 +134,23 @@ class ObserverEngine(DaemonEngine):
 
     def reload(self, spec: SpecModel) -> str:
         raise CommandRejected("an observer applies a new spec by restarting")
+
+    def command(self, name: str, args: dict[str, Any]) -> CommandOutcome:
+        """``renew``: reopen a source that failed, resync, report the counters."""
+        if name != "renew":
+            raise UnknownCommand(f"{self.endpoint} observers have no command {name!r}")
+        if self.source_error is not None:
+            self.close_source()
+            self.open_source()
+        self.renew()
+        self.publish()
+        return CommandOutcome(
+            f"{self.records} records, {sum(self.dropped.values())} dropped",
+            {"records": self.records, "written": self.store.written, "dropped": dict(self.dropped)},
+        )
+
+    def renew(self) -> None:
+        """What ``renew`` does beyond reopening (the flow log dumps the table)."""
 
     def open_source(self) -> None:
         raise NotImplementedError
@@ -316,6 +335,9 @@ class FlowLogEngine(ObserverEngine):
         self.ctx.loop.run_in_worker(
             lambda: conntrack.dump(deadline=time.monotonic() + 60), on_done=done
         )
+
+    def renew(self) -> None:
+        self._dump(complete=True)
 
     def source_status(self) -> dict[str, Any]:
         t = self.tracker

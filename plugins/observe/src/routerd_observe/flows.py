@@ -198,6 +198,10 @@ class FlowTracker:
             if self._dump_started is not None and len(self._destroyed_during_dump) < self.max_flows:
                 self._destroyed_during_dump.add(key)
             self._count(flow, e)
+            if e.start_ns:
+                # Only DESTROY events carry the kernel's timestamps: the
+                # start read at NEW was the time the event was read.
+                flow.start = e.start_ns / 1e9
             end = e.stop_ns / 1e9 if e.stop_ns else now
             return [self._record(flow, end, "destroy")]
         if flow is None:

@@ -25,7 +25,7 @@ FLOW_COLUMNS = (
     "nat_address", "nat_port", "bytes_out", "bytes_in", "packets_out", "packets_in", "state",
     "end_reason", "counter_resets", "mark", "conntrack_id", "updated",
 )  # fmt: skip
-_UPDATE = ", ".join(f'"{c}" = excluded."{c}"' for c in FLOW_COLUMNS if c not in ("uid", "start"))
+_UPDATE = ", ".join(f'"{c}" = excluded."{c}"' for c in FLOW_COLUMNS if c != "uid")
 FLOWS = Table(
     name="flows",
     schema=(

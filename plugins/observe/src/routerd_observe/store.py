@@ -83,6 +83,7 @@ class ObserverStore:
         max_pending: int = 200_000,
         prune_every: float = 60.0,
         clock: Callable[[], float] = time.time,
+        busy_ms: int = 5000,
     ) -> None:
         self.path = path
         self.table = table
@@ -90,7 +91,8 @@ class ObserverStore:
         self.max_pending = max_pending
         self.prune_every = prune_every
         self.clock = clock
-        self.db: Any = pw.SqliteDatabase(str(path), pragmas=PRAGMAS, check_same_thread=False)
+        pragmas = {**PRAGMAS, "busy_timeout": busy_ms}
+        self.db: Any = pw.SqliteDatabase(str(path), pragmas=pragmas, check_same_thread=False)
         self._pending: deque[Sequence[Any]] = deque()
         self._cond = threading.Condition()
         self._stopping = False

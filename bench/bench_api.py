@@ -263,7 +263,7 @@ class Waiters:
 
 
 def long_poll(result: dict[str, Any], daemon: DaemonProcess, smoke: bool) -> dict[str, Any]:
-    counts = (1, 10, 48)
+    counts = (1, 10, 12)  # 12: the daemon's cap (routerd.daemon.listen.MAX_WAITERS)
     rounds = 2 if smoke else 15
     waiters = Waiters(max(counts), str(daemon.socket_path))
     out: dict[str, Any] = {}

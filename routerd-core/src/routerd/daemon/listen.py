@@ -24,10 +24,12 @@ from routerd.permissions import group_id
 
 log = logging.getLogger("routerd.server")
 #: waitress worker threads of a daemon, and how many of them long-polls may
-#: hold: the rest always answer healthz, status and commands (DESIGN.md §4;
-#: the sizing and its measurement are in docs/decisions.md).
-THREADS = 64
-MAX_WAITERS = 48
+#: hold: the rest always answer healthz, status and commands (DESIGN.md §4).
+#: A daemon's long-poll clients are serve's follower and a few `routerctl
+#: events --follow`; 8, 16 and 64 threads served /v1/status at the same rate
+#: here, and each thread costs memory in every daemon (docs/decisions.md).
+THREADS = 16
+MAX_WAITERS = 12
 BACKLOG = 1024
 
 

@@ -27,6 +27,8 @@ class ServeProcess:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     netns: str | None = None
+    #: False: ``--no-fork-server`` (every daemon exec'd as ``routerd daemon``).
+    fork_server: bool = True
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -52,6 +54,8 @@ class ServeProcess:
             "--log-dir",
             str(self.log_path.parent / "daemons"),
         ]
+        if not self.fork_server:
+            argv.append("--no-fork-server")
         return ["ip", "netns", "exec", self.netns, *argv] if self.netns else argv
 
     def start(self, wait: bool = True, timeout: float = 20.0) -> ServeProcess:

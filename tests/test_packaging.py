@@ -13,6 +13,7 @@ from email.parser import Parser
 import json
 import os
 from pathlib import Path
+import re
 import shutil
 import subprocess
 import sys
@@ -40,18 +41,6 @@ pytestmark = pytest.mark.slow
 
 def dist_name(d: Path) -> str:
     return str(tomllib.loads((d / "pyproject.toml").read_text())["project"]["name"])
-
-
-@pytest.fixture(scope="session")
-def dist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist") / "dist"
-    subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "dist.py"), "--out", str(out)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return out
 
 
 def clean_env(venv: Path, **extra: str) -> dict[str, str]:
@@ -360,3 +349,26 @@ def test_bash_completion_completes(venv: Path) -> None:
         },
     )
     assert proc.stdout.split() == ["plain,plugins"]
+
+
+def test_the_starter_installs_and_its_tests_pass(
+    venv: Path, dist_dir: Path, tmp_path: Path
+) -> None:
+    """``routerctl plugins new`` from the wheels; installed offline; its own tests (conformance) pass."""
+    made = run(venv, "routerctl", "plugins", "new", "wan-probe", "--dir", str(tmp_path / "wp"))
+    assert made.returncode == 0, made.stderr
+    assert "pip install -e '.[test]' && pytest" in made.stderr
+    pip_install(venv, dist_dir, "-e", f"{tmp_path / 'wp'}[test]")
+    try:
+        rows = json.loads(run(venv, "routerctl", "plugins", "list", "-o", "json").stdout)
+        (row,) = [r for r in rows if r["name"] == "wan-probe"]
+        assert (row["distribution"], row["daemonKinds"], row["error"]) == (
+            "routerd-plugin-wan-probe",
+            ["wan-probe"],
+            None,
+        )
+        tests = run(venv, "python", "-m", "pytest", "-q", cwd=tmp_path / "wp", timeout=240)
+        assert tests.returncode == 0, tests.stdout[-4000:]
+        assert re.search(r"^(3[0-9]) passed", tests.stdout.splitlines()[-1]), tests.stdout[-500:]
+    finally:
+        assert run(venv, "pip", "uninstall", "-y", "routerd-plugin-wan-probe").returncode == 0

@@ -204,3 +204,23 @@ def test_plugins_list_shows_each_plugins_commands(plugin_loads: list[int]) -> No
     assert rows["broken"]["commands"] == []
     assert rows["broken"]["error"] == "routerd_register_commands: RuntimeError: boom"
     assert result.exit_code == 1  # a plugin failed
+
+
+def test_plugins_new_writes_a_starter_and_checks_the_name(tmp_path: Any) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["plugins", "new", "wan-monitor", "--dir", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "p"
+    pyproject = (root / "pyproject.toml").read_text()
+    assert 'name = "routerd-plugin-wan-monitor"' in pyproject
+    assert 'wan-monitor = "routerd_wan_monitor.plugin"' in pyproject
+    assert '"routerd-core>=0.1,<0.2"' in pyproject
+    plugin = (root / "src" / "routerd_wan_monitor" / "plugin.py").read_text()
+    assert 'kind="WanMonitor"' in plugin and 'topic_prefix="routerd.wan.monitor"' in plugin
+    assert (root / "tests" / "test_routerd_wan_monitor.py").exists()
+    again = runner.invoke(main, ["plugins", "new", "wan-monitor", "--dir", str(root)])
+    assert again.exit_code == 1 and "exists and is not empty" in again.stderr
+    for bad in ("Widget", "a", "9lives", "x_y", "daemon-thing", "w--x"):
+        result = runner.invoke(main, ["plugins", "new", bad, "--dir", str(tmp_path / "bad")])
+        assert result.exit_code == 2, (bad, result.output)
+    assert not (tmp_path / "bad").exists()

@@ -951,7 +951,8 @@ def wait(
     """Return as soon as <Kind>/<name> has the phase (or the True condition); exit 1 on timeout.
 
     Follows the resource's events with long-polls, so it returns at once
-    when the phase changes rather than at the next poll.
+    when the phase changes rather than at the next poll. A routerd serve
+    still starting (no socket yet) is waited for within the same timeout.
     """
     if not target.via_router:
         raise click.BadParameter(
@@ -970,6 +971,11 @@ def wait(
             f"(phase is {phase})"
         )
 
+    # routerd serve may still be starting (its socket not there yet): waiting
+    # for it is part of waiting, within the same deadline.
+    status_socket = os.path.join(settings(ctx).runtime, rt.STATUS_SOCKET)
+    while not os.path.exists(status_socket) and deadline.remaining() > 0.1:
+        time.sleep(0.1)
     cursor = str(r.events(since=None, topics=(), resource=None, limit=1)["cursor"])
     while True:
         item = _router_state(r, target)
@@ -1037,6 +1043,45 @@ def plugins_list(hook: str | None, output: str) -> None:
     if failed:
         noun = "plugin" if len(failed) == 1 else "plugins"
         raise CtlError(f"{len(failed)} {noun} failed to load: {', '.join(failed)}")
+
+
+@plugins.command("new", context_settings=CONTEXT_SETTINGS)
+@click.argument("name")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    help="Where to write it. [default: ./routerd-plugin-NAME]",
+)
+def plugins_new(name: str, directory: str | None) -> None:
+    """Write a working plugin NAME to start from: daemon kind NAME, engine, tests, README.
+
+    The distribution routerd-plugin-NAME has the routerd entry point and the
+    routerd-core version range; its tests run the conformance suite
+    (pip install -e '.[test]' && pytest). docs/writing-a-plugin.md explains
+    every file.
+    """
+    from pathlib import Path
+
+    from routerctl import starter
+
+    try:
+        values = starter.names(name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'NAME'") from None
+    target = Path(directory or values["@dist@"])
+    try:
+        written = starter.write(name, target)
+    except FileExistsError as exc:
+        raise CtlError(str(exc)) from None
+    for path in written:
+        click.echo(str(path))
+    click.echo(
+        f"\nNext: cd {target} && pip install -e '.[test]' && pytest\n"
+        f"Then routerctl plugins list shows {name}; a {values['@Kind@']} resource in the "
+        "config runs under routerd serve.",
+        err=True,
+    )
 
 
 def _commands_by_plugin(plugin_set: Any) -> dict[str, tuple[list[str], str | None]]:

@@ -33,6 +33,7 @@ from routerd_pppoe.events import SessionEnded
 from routerd_pppoe.events import SessionEstablished
 from routerd_pppoe.events import SessionFailed
 from routerd_pppoe.events import StaleSessionClosed
+from routerd_pppoe.events import StateChanged
 from routerd_pppoe.pppcodec import Code as PppCode
 from routerd_pppoe.pppcodec import IpcpOption
 from routerd_pppoe.pppcodec import Ipv6cpOption
@@ -141,6 +142,16 @@ def test_first_valid_pado_gets_padr_echoing_cookie_and_relay_id(
     # The PADR is retransmitted to the same AC.
     out = h.advance(1.0)
     assert [s.dst for s in h.discovery_of(out)] == [h.AC_MAC]
+
+
+def test_request_state_is_announced_before_the_padr(harness: Callable[..., H]) -> None:
+    # The glue opens the session socket on REQUEST; the AC answers a PADR
+    # with the PADS and its first LCP request at once.
+    h = harness()
+    h.start()
+    out = h.discovery_in(h.ac.pado(h.host_uniq()))
+    kinds = [type(i).__name__ for i in out if isinstance(i, StateChanged | SendDiscovery)]
+    assert kinds == ["StateChanged", "SendDiscovery"]
 
 
 def test_ac_name_filter_takes_the_named_ac(harness: Callable[..., H]) -> None:

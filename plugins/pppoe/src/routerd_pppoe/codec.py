@@ -23,6 +23,7 @@ import struct
 
 __all__ = [
     "BROADCAST_MAC",
+    "ETH_HEADER",
     "ETH_P_PPPOE_DISC",
     "ETH_P_PPPOE_SESS",
     "MAX_TAG_VALUE",

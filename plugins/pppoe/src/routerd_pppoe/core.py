@@ -424,10 +424,12 @@ class PPPoEClientCore:
                 self._out.append(OfferIgnored(note.ac_mac, note.ac_name, note.why))
             else:
                 self._out.append(DiscoveryError(note.code, note.tag, note.text, note.ac_mac))
+        if discovery.stage == "PADR" and self._state is _S.DISCOVERY:
+            # Before the PADR goes out: the glue opens the session socket on
+            # this, and the AC answers the PADR with a PADS and at once LCP.
+            self._transition(_S.REQUEST, "pado")
         for frame in discovery.packets():
             self._out.append(SendDiscovery(frame.dst, frame.packet, frame.code))
-        if discovery.stage == "PADR" and self._state is _S.DISCOVERY:
-            self._transition(_S.REQUEST, "pado")
         result = discovery.result
         if isinstance(result, Failed):
             self._attempt_failed(

@@ -125,6 +125,22 @@ class Commands:
         resp.media = result.to_dict()
 
 
+class OpenAPI:
+    """``GET /v1/openapi.json``: :func:`routerd.openapi.daemon_document`, built on first use."""
+
+    def __init__(self, backend: DaemonBackend) -> None:
+        self.backend = backend
+        self.document: dict[str, Any] | None = None
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self.document is None:
+            from routerd.openapi import daemon_document
+
+            kind = getattr(self.backend, "kind", None)
+            self.document = daemon_document(kind.all_commands() if kind is not None else ())
+        resp.media = self.document
+
+
 def create_app(backend: DaemonBackend) -> falcon.App[falcon.Request, falcon.Response]:
     app = falcon.App()
     configure_app(app)
@@ -132,4 +148,5 @@ def create_app(backend: DaemonBackend) -> falcon.App[falcon.Request, falcon.Resp
     app.add_route("/v1/status", Status(backend))
     app.add_route("/v1/events", Events(backend))
     app.add_route("/v1/commands/{name}", Commands(backend))
+    app.add_route("/v1/openapi.json", OpenAPI(backend))
     return app

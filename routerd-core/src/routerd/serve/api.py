@@ -167,6 +167,19 @@ class ReadOnly:
             )
 
 
+class OpenAPI:
+    """``GET .../openapi.json``: :func:`routerd.openapi.control_document`, built on first use."""
+
+    document: dict[str, Any] | None = None
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if OpenAPI.document is None:
+            from routerd.openapi import control_document
+
+            OpenAPI.document = control_document()
+        resp.media = OpenAPI.document
+
+
 def create_control_app(
     backend: ServeBackend, read_only: bool = False
 ) -> falcon.App[falcon.Request, falcon.Response]:
@@ -178,8 +191,9 @@ def create_control_app(
     app.add_route(f"{PREFIX}/events", Events(backend))
     app.add_route(f"{PREFIX}/reload", Reload(backend))
     app.add_route(f"{PREFIX}/resources/{{kind}}/{{name}}/commands/{{command}}", Command(backend))
+    app.add_route(f"{PREFIX}/openapi.json", OpenAPI())
     # Plugins' endpoints (routerd_register_api_routes), and the observer
     # endpoints of DESIGN.md §7 answering "none configured" without them.
-    own = {"status", "resources", "events", "reload"}
+    own = {"status", "resources", "events", "reload", "openapi.json"}
     add_plugin_routes(app, backend, PREFIX, API_VERSION, own)
     return app

@@ -143,6 +143,16 @@ class DaemonConformance:
         assert isinstance(res["observed"], dict)
         json.dumps(st)  # plain JSON all the way down
 
+    def test_openapi_document(self, daemon: DaemonProcess) -> None:
+        """``/v1/openapi.json`` is routerd's document of the daemon API, with the kind's commands."""
+        from routerd.openapi import daemon_document
+
+        resp = daemon.get("/v1/openapi.json")
+        assert resp.status == 200
+        doc = resp.json()
+        assert doc == daemon_document(doc.get("x-routerd-commands", ()))
+        assert {"reload", "renew", "stop"} <= set(doc["x-routerd-commands"])
+
     def test_status_has_no_side_effects(self, daemon: DaemonProcess) -> None:
         head = daemon.head()
         for _ in range(5):

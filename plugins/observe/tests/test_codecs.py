@@ -491,3 +491,28 @@ def test_query_parameters() -> None:
     )
     assert parse_query("connections", {"mark": "0x10", "state": "established"}).mark == 16
     assert parse_query("dns-queries", {"from": "2026-01-01T00:00:00Z"}).since == 1767225600.0
+
+
+def test_a_new_read_after_its_destroy_does_not_reopen_the_flow() -> None:
+    t = FlowTracker()
+    # The DESTROY socket was read first: the flow is recorded from it alone.
+    (rec,) = t.on_event(_entry("destroy", start=5_000_000_000, stop=6_000_000_000), 6.1)
+    assert (rec.start, rec.end) == (5.0, 6.0) and t.unknown_destroys == 1
+    assert t.on_event(_entry("new"), 6.2) == []
+    assert not t.flows and t.late_news == 1
+    assert t.on_dump([_entry("dump")], 7.0, complete=True, started=6.5) == []
+
+
+def test_the_raw_prefilter_keeps_every_possible_match() -> None:
+    raw = _pyroute2_entry(sport=40000, dport=443, orig_bytes=1, reply_bytes=2, status=0, mark=0)
+    (msg,) = nl.messages(raw)
+    payload = bytes(msg.payload)
+
+    def passes(**f: object) -> bool:
+        return all(any(p in payload for p in g) for g in ct.prefilter(**f))  # type: ignore[arg-type]
+
+    assert passes(address="198.51.100.1") and passes(address="192.168.50.2")
+    assert passes(port=443) and passes(port=40000) and passes(state="ESTABLISHED")
+    assert not passes(address="198.51.100.9")
+    assert not passes(port=444) and not passes(state="TIME_WAIT")
+    assert not passes(address="192.168.50.2", port=80)

@@ -552,9 +552,11 @@ def test_a_lost_burst_is_counted_and_its_flows_closed(olab: ObserveLab) -> None:
         assert olab.serve.get("status").status == 200
         latencies.append(time.monotonic() - t0)
         obs = olab.observed("flow-log", "lan")
+        # NEW events still queued when the resync dump ran open flows that the
+        # next dump (every 2 s here) closes: wait for the count to get there.
         done = (
             obs["enobufs"] > before["enobufs"]
-            and obs["source"]["missedDestroys"] > before["source"]["missedDestroys"]
+            and obs["source"]["missedDestroys"] - before["source"]["missedDestroys"] >= 100
         )
         return obs if done else None
 
@@ -586,7 +588,7 @@ def test_a_lost_burst_is_counted_and_its_flows_closed(olab: ObserveLab) -> None:
 
 def test_records_survive_in_the_api_and_bad_input_is_a_400(olab: ObserveLab) -> None:
     for path, query in (
-        ("traffic-flows", {"clinet": LAN_HOST}),
+        ("traffic-flows", {"client": "192.168.50"}),
         ("traffic-flows", {"limit": "0"}),
         ("dns-queries", {"since": "yesterday"}),
         ("firewall-logs", {"action": "maybe"}),

@@ -263,6 +263,7 @@ def live_connections(q: Query) -> dict[str, Any]:
             limit=left,
             match=match if needs_match else None,
             deadline=time.monotonic() + DUMP_DEADLINE,
+            patterns=ct.prefilter(address=q.address, port=q.port, state=q.state),
         )
         scanned += result.scanned
         seconds += result.seconds

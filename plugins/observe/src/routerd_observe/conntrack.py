@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 import errno
 from pathlib import Path
@@ -94,6 +95,7 @@ def dump(
     limit: int | None = None,
     match: Callable[[ct.CtEntry], bool] | None = None,
     deadline: float | None = None,
+    patterns: Sequence[tuple[bytes, ...]] = (),
 ) -> DumpResult:
     """Dump the table, filtered in the kernel where it can be, stopping at ``limit``.
 
@@ -102,7 +104,7 @@ def dump(
     """
     t0 = time.monotonic()
     try:
-        result = _dump(family, mark, protocol, limit, match, deadline)
+        result = _dump(family, mark, protocol, limit, match, deadline, patterns)
     except OSError as exc:
         if protocol is not None and exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):
             # Kernel < 5.8 has no CTA_FILTER: filter the protocol here.
@@ -111,7 +113,7 @@ def dump(
             def both(e: ct.CtEntry) -> bool:
                 return e.orig.proto == proto and (match is None or match(e))
 
-            result = _dump(family, mark, None, limit, both, deadline)
+            result = _dump(family, mark, None, limit, both, deadline, patterns)
         else:
             raise
     result.seconds = time.monotonic() - t0
@@ -125,6 +127,7 @@ def _dump(
     limit: int | None,
     match: Callable[[ct.CtEntry], bool] | None,
     deadline: float | None,
+    patterns: Sequence[tuple[bytes, ...]],
 ) -> DumpResult:
     try:
         sock = open_socket()
@@ -135,6 +138,10 @@ def _dump(
         sock.sendto(ct.dump_request(family, mark=mark, protocol=protocol), (0, 0))
         for msg in _replies(sock, deadline):
             out.scanned += 1
+            if patterns:
+                raw = bytes(msg.payload)
+                if not all(any(p in raw for p in group) for group in patterns):
+                    continue
             try:
                 entry = ct.decode_entry(msg)
             except nl.MalformedMessage:

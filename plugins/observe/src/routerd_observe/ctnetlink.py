@@ -101,7 +101,7 @@ PROTOCOL_NUMBERS: Final = {name: num for num, name in PROTOCOLS.items()}
 FAMILIES: Final = {socket.AF_INET: "ipv4", socket.AF_INET6: "ipv6"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Tuple:
     src: str
     dst: str
@@ -124,7 +124,7 @@ class Tuple:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CtEntry:
     """One conntrack entry (a dump line or an event)."""
 
@@ -340,3 +340,33 @@ def dump_request(
         body,
         seq,
     )
+
+
+def prefilter(
+    *, address: str | None = None, port: int | None = None, state: str | None = None
+) -> list[tuple[bytes, ...]]:
+    """Byte patterns an entry's message must contain to possibly match.
+
+    One tuple per filter, any of its patterns will do (source or destination
+    attribute). Scanning the raw message for them costs a fraction of a
+    decode, so a dump that matches little decodes little; the decoded entry
+    is still checked exactly.
+    """
+    groups: list[tuple[bytes, ...]] = []
+    if address is not None:
+        ip = ipaddress.ip_address(address)
+        size = 4 + len(ip.packed)
+        src, dst = (
+            (CTA_IP_V4_SRC, CTA_IP_V4_DST) if ip.version == 4 else (CTA_IP_V6_SRC, CTA_IP_V6_DST)
+        )
+        groups.append(tuple(struct.pack("=HH", size, t) + ip.packed for t in (src, dst)))
+    if port is not None:
+        groups.append(
+            tuple(
+                struct.pack("=HH", 6, t) + struct.pack("!H", port)
+                for t in (CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT)
+            )
+        )
+    if state is not None and state in TCP_STATES:
+        groups.append((struct.pack("=HHB", 5, CTA_PROTOINFO_TCP_STATE, TCP_STATES.index(state)),))
+    return groups

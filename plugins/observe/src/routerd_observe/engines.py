@@ -46,6 +46,8 @@ from routerd_observe.store import Table
 log = logging.getLogger("routerd.observe")
 #: Datagrams read per wake-up at most: timers and status run between bursts.
 READ_BATCH = 512
+#: NEW events read per wake-up of the flow log (DESTROY events first).
+NEW_BATCH = 64
 RECV_SIZE = 1 << 16
 PUBLISH_EVERY = 1.0
 RETRY_OPEN = 2.0
@@ -225,7 +227,11 @@ class FlowLogEngine(ObserverEngine):
         self.tracker = FlowTracker(
             self.spec.lan_networks, self.spec.interim, self.spec.max_tracked_flows
         )
-        self.sock: socket.socket | None = None
+        #: DESTROY and NEW events on separate sockets, so a burst of NEW
+        #: events cannot crowd out the DESTROY events that finish records.
+        self.socks: dict[str, socket.socket] = {}
+        self.new_drops = DropCounter()
+        self.enobufs_new = 0
         self.dump_running = False
         self.dump_started = 0.0
         self.resync_pending = False
@@ -240,47 +246,63 @@ class FlowLogEngine(ObserverEngine):
             return
         if self.spec.accounting:
             self.accounting_problems = conntrack.enable_accounting()
+        size = parse_size(self.spec.receive_buffer)
         try:
-            self.sock = conntrack.open_socket(
-                (ct.NFNLGRP_CONNTRACK_NEW, ct.NFNLGRP_CONNTRACK_DESTROY),
-                parse_size(self.spec.receive_buffer),
-            )
-            self.sock.setblocking(False)
+            for kind, group in (
+                ("destroy", ct.NFNLGRP_CONNTRACK_DESTROY),
+                ("new", ct.NFNLGRP_CONNTRACK_NEW),
+            ):
+                sock = conntrack.open_socket((group,), size)
+                sock.setblocking(False)
+                self.socks[kind] = sock
         except OSError as exc:
+            self._close_sockets()
             self.source_failed("NetlinkUnavailable", f"conntrack events: {exc.strerror or exc}")
             return
         self.kernel_drops.new_socket()
-        self.ctx.loop.add_reader(self.sock, self._readable)
+        self.new_drops.new_socket()
+        for kind, sock in self.socks.items():
+            self.ctx.loop.add_reader(sock, functools.partial(self._readable, kind))
         self.source_ok("following conntrack events")
         self._dump(complete=False)  # flows older than us
         self.timers.append(self.ctx.loop.call_later(self.spec.interim, self._interim))
 
+    def _close_sockets(self) -> None:
+        for kind, sock in self.socks.items():
+            self.ctx.loop.remove_reader(sock)
+            (self.kernel_drops if kind == "destroy" else self.new_drops).poll_socket(sock)
+            sock.close()
+        self.socks.clear()
+
     def close_source(self) -> None:
-        if self.sock is not None:
-            self.ctx.loop.remove_reader(self.sock)
-            self.kernel_drops.poll_socket(self.sock)
-            self.sock.close()
-            self.sock = None
+        self._close_sockets()
         now = self.ctx.wall()
         self.put([records.flow_row(r, now) for r in self.tracker.close_all(now)])
 
-    def _readable(self) -> None:
-        sock = self.sock
+    def _readable(self, kind: str) -> None:
+        sock = self.socks.get(kind)
         if sock is None:
             return
         out: list[tuple[Any, ...]] = []
-        for _ in range(READ_BATCH):
+        # DESTROY events finish records: under load they get the time, and the
+        # NEW socket overflows first (which costs nothing but early knowledge).
+        for _ in range(READ_BATCH if kind == "destroy" else NEW_BATCH):
             try:
                 data = sock.recv(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
-                if exc.errno == errno.ENOBUFS:
-                    # Events were lost: the next dump closes what was destroyed.
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                if kind == "destroy":
+                    # DESTROY events were lost: the next dump closes those flows.
                     self.enobufs += 1
                     self.resync_pending = True
-                    continue
-                raise
+                else:
+                    # Lost NEW events cost only early knowledge: the DESTROY
+                    # (with the kernel's start time) or a dump brings the flow.
+                    self.enobufs_new += 1
+                continue
             now = self.ctx.wall()
             try:
                 for msg in nl.messages(data):
@@ -297,7 +319,7 @@ class FlowLogEngine(ObserverEngine):
                         out.append(records.flow_row(rec, now))
             except nl.MalformedMessage:
                 self.dropped["malformed"] += 1
-        self.kernel_drops.poll_socket(sock)
+        (self.kernel_drops if kind == "destroy" else self.new_drops).poll_socket(sock)
         self.put(out)
         if self.resync_pending and not self.dump_running:
             self.resync_pending = False
@@ -353,6 +375,7 @@ class FlowLogEngine(ObserverEngine):
             "lastDumpSeconds": self.last_dump_seconds,
             "tableEntries": conntrack.table_count(),
             "accountingProblems": self.accounting_problems,
+            "newEvents": {"kernelDrops": self.new_drops.total, "enobufs": self.enobufs_new},
         }
 
     def publish(self) -> None:

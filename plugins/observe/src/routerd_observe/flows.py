@@ -22,6 +22,7 @@ socket, clock or thread (DESIGN.md §1): the engine feeds it.
 from __future__ import annotations
 
 from collections import Counter
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field
@@ -33,6 +34,8 @@ from routerd_observe.ctnetlink import IPS_SRC_NAT
 from routerd_observe.ctnetlink import CtEntry
 
 Key = tuple[Any, ...]
+#: Destroyed flows remembered, to recognise a NEW read after its DESTROY.
+RECENT_DESTROYED = 65_536
 
 
 @dataclass
@@ -79,7 +82,7 @@ class _Flow:
     seen_at: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class FlowRecord:
     """A row of the ``flows`` table (open while ``end`` is None)."""
 
@@ -143,6 +146,10 @@ class FlowTracker:
         self.recorded = 0
         self._dump_started: float | None = None
         self._destroyed_during_dump: set[Key] = set()
+        #: Flows destroyed lately: NEW and DESTROY come on two sockets, so a
+        #: NEW read after its DESTROY must not open the flow again.
+        self._recent: OrderedDict[Key, None] = OrderedDict()
+        self.late_news = 0
 
     # -- classification -----------------------------------------------------
     def _on_lan(self, address: str) -> bool:
@@ -195,6 +202,9 @@ class FlowTracker:
                 if flow is None:
                     return []
             del self.flows[key]
+            self._recent[key] = None
+            if len(self._recent) > RECENT_DESTROYED:
+                self._recent.popitem(last=False)
             if self._dump_started is not None and len(self._destroyed_during_dump) < self.max_flows:
                 self._destroyed_during_dump.add(key)
             self._count(flow, e)
@@ -205,6 +215,9 @@ class FlowTracker:
             end = e.stop_ns / 1e9 if e.stop_ns else now
             return [self._record(flow, end, "destroy")]
         if flow is None:
+            if key in self._recent:
+                self.late_news += 1  # its DESTROY was read first
+                return []
             flow = self._open(e, now)
             if flow is None:
                 return []
@@ -241,7 +254,7 @@ class FlowTracker:
         seen: set[Key] = set()
         for e in entries:
             key = flow_key(e)
-            if key in gone:
+            if key in gone or key in self._recent:
                 continue
             seen.add(key)
             flow = self.flows.get(key)

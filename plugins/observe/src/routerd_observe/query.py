@@ -1,15 +1,13 @@
 """Query parameters of the observer endpoints, parsed strictly once.
 
-The same parsing serves the main API (``routerd serve``, which answers 400
-before asking any daemon) and each observer daemon's own routes. Unknown
-parameters are refused, so a typo (``clinet=``) is a 400, not a silent
-full listing.
+Each endpoint's parameters are parsed and range-checked here, a bad value
+is a 400 naming the parameter; parameters an endpoint does not take are
+ignored, as everywhere in routerd's APIs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from dataclasses import fields
 from datetime import UTC
 from datetime import datetime
 import ipaddress
@@ -134,28 +132,6 @@ class Query:
     rcode: str | None = None
     after: int | None = None
 
-    def to_params(self) -> dict[str, str]:
-        """Back to query parameters (what serve forwards to a daemon)."""
-        out: dict[str, str] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None or value is False:
-                continue
-            if f.name == "limit" and value == DEFAULT_LIMIT:
-                continue
-            name = _PARAM_OF.get(f.name, f.name)
-            out[name] = (
-                "1" if value is True else repr(value) if isinstance(value, float) else str(value)
-            )
-        return out
-
-
-_PARAM_OF = {
-    "since": "from",
-    "until": "to",
-    "peer_suffix": "peer-suffix",
-    "qname_suffix": "qname-suffix",
-}
 
 #: Parameters each endpoint takes.
 ALLOWED: Final = {
@@ -204,9 +180,10 @@ def parse_query(endpoint: str, params: dict[str, Any], now: float | None = None)
     :raises falcon.HTTPBadRequest: an unknown parameter or a bad value, named.
     """
     allowed = ALLOWED[endpoint]
+    # Parameters another endpoint takes are ignored, as every routerd API
+    # ignores unknown parameters (docs/decisions.md).
+    params = {k: v for k, v in params.items() if k in allowed}
     for name, value in params.items():
-        if name not in allowed:
-            raise bad_param(name, f"unknown parameter (allowed: {', '.join(sorted(allowed))})")
         if isinstance(value, list):
             raise bad_param(name, "given more than once")
     p: dict[str, str] = {k: str(v) for k, v in params.items()}

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from dataclasses import field
 import json
 from pathlib import Path
-import textwrap
 import time
 from typing import Any
 
@@ -110,50 +109,47 @@ def build(lab: Lab, workdir: Path, *, dns: bool = True) -> RouterLab:
     return rl
 
 
-def start_ulogd(rl: RouterLab, timeout: float = 10.0) -> ManagedProcess:
+def start_ulogd(rl: RouterLab, timeout: float = 10.0, buffer: int = 16 << 20) -> ManagedProcess:
     """ulogd2 in the router namespace: NFCT destroy events and NFLOG group 6 as JSON."""
     wd = rl.workdir / "ulogd"
     wd.mkdir(parents=True, exist_ok=True)
     flows, fw = wd / "flows.json", wd / "fw.json"
     rl.files = {"flows": flows, "firewall": fw}
-    plugins = "\n".join(
-        f'plugin="{ULOGD_PLUGINS / name}"'
-        for name in (
-            "ulogd_inpflow_NFCT.so",
-            "ulogd_inppkt_NFLOG.so",
-            "ulogd_raw2packet_BASE.so",
-            "ulogd_filter_IFINDEX.so",
-            "ulogd_filter_IP2STR.so",
-            "ulogd_output_JSON.so",
-        )
-    )
-    conf = textwrap.dedent(
-        f"""\
-        [global]
-        logfile="{wd / "ulogd.log"}"
-        loglevel=3
-        {plugins}
-        stack=ct1:NFCT,ip2str1:IP2STR,json1:JSON
-        stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str2:IP2STR,json2:JSON
-
-        [ct1]
-        hash_enable=0
-        event_mask=0x00000004
-        netlink_socket_buffer_size=16777216
-        netlink_socket_buffer_maxsize=16777216
-
-        [log1]
-        group={ULOGD_GROUP}
-
-        [json1]
-        file="{flows}"
-        sync=1
-
-        [json2]
-        file="{fw}"
-        sync=1
-        """
-    )
+    lines = [
+        "[global]",
+        f'logfile="{wd / "ulogd.log"}"',
+        "loglevel=3",
+        *(
+            f'plugin="{ULOGD_PLUGINS / name}"'
+            for name in (
+                "ulogd_inpflow_NFCT.so",
+                "ulogd_inppkt_NFLOG.so",
+                "ulogd_raw2packet_BASE.so",
+                "ulogd_filter_IFINDEX.so",
+                "ulogd_filter_IP2STR.so",
+                "ulogd_output_JSON.so",
+            )
+        ),
+        "stack=ct1:NFCT,ip2str1:IP2STR,json1:JSON",
+        "stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str2:IP2STR,json2:JSON",
+        "[ct1]",
+        # Destroy events only, no hash table: one record per ended flow.
+        "hash_enable=0",
+        "event_mask=0x00000004",
+        # The same 16 MiB as the FlowLog's receiveBuffer; ulogd sets the
+        # size only when it is below the maximum (strictly).
+        f"netlink_socket_buffer_size={buffer}",
+        f"netlink_socket_buffer_maxsize={2 * buffer}",
+        "[log1]",
+        f"group={ULOGD_GROUP}",
+        "[json1]",
+        f'file="{flows}"',
+        "sync=1",
+        "[json2]",
+        f'file="{fw}"',
+        "sync=1",
+    ]
+    conf = "\n".join(lines) + "\n"
     (wd / "ulogd.conf").write_text(conf)
     proc = rl.router.popen(["ulogd", "-c", str(wd / "ulogd.conf")], wd / "stdout.log")
     rl.ulogd = proc

@@ -64,7 +64,7 @@ def build(dirs: list[Path], out: Path) -> None:
         # An sdist, then the wheel built from that sdist: a file missing from
         # the sdist (README, LICENSE, py.typed) fails here, not on a user's machine.
         subprocess.run(
-            [uv(), "build", "--quiet", "--sdist", "--wheel", "--out-dir", str(out), str(d)],
+            [uv(), "build", "--quiet", "--out-dir", str(out), str(d)],
             check=True,
         )
 

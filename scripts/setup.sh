@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
   python3 python3-venv
+  # tests/test_packaging.py checks the systemd unit with systemd-analyze verify.
+  systemd
   iproute2 nftables procps util-linux openssl ca-certificates
   dnsmasq-base kea-dhcp4-server kea-dhcp6-server
   isc-dhcp-client udhcpc dhcpcd-base tcpdump iputils-ping

@@ -355,10 +355,11 @@ class DaemonRuntime:
                 log.exception("engine teardown failed")
         self.loop.stop()
         self.loop.join(0.5)
+        clean = teardown in ("complete", "none")
         self.emit(
             "routerd.daemon.lifecycle.stopped",
             reason="Stopped",
-            message="stopped" if teardown in ("complete", "none") else f"stopped (teardown {teardown})",
+            message="stopped" if clean else f"stopped (teardown {teardown})",
             teardown=teardown,
         )
         self.eventlog.close()

@@ -39,3 +39,27 @@ def test_every_emitted_topic_is_documented() -> None:
 def test_every_documented_topic_is_emitted() -> None:
     stale = doc_topics() - code_topics()
     assert not stale, f"topics in docs/events.md that no code emits: {sorted(stale)}"
+
+
+def test_virtual_event_attributes_and_reasons_are_documented() -> None:
+    """Virtual events' topics come from the config; what routerd puts in them is listed."""
+    from routerd.rules.derived import INPUT_STALE
+    from routerd.rules.operators import DEFAULT_REASONS
+    from routerd.rules.spec import DERIVED_ATTRIBUTES
+    from routerd.rules.spec import RESERVED_ATTRIBUTES
+
+    text = (ROOT / "docs" / "events.md").read_text()
+    section = text.split("## Virtual events", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`([A-Za-z.<>]+)", section))
+    wanted = {
+        *RESERVED_ATTRIBUTES,
+        *DERIVED_ATTRIBUTES,
+        "count",
+        "correlation",
+        "input.<name>",
+        *DEFAULT_REASONS.values(),
+        "Asserted",
+        "Retracted",
+        INPUT_STALE,
+    }
+    assert not wanted - named, f"not in docs/events.md's virtual events: {sorted(wanted - named)}"

@@ -272,3 +272,58 @@ def test_sigkill_mid_stream_neither_repeats_nor_misses(serve: Any) -> None:
         assert probes > 30
     finally:
         service.down()
+
+
+def test_a_daemon_that_stays_down_retracts_a_derived_event_as_input_stale(serve: Any) -> None:
+    internet, gateway = Service(), Service()
+    internet.up()
+    gateway.up()
+    try:
+        sp = serve(
+            check("internet", internet.port),
+            check("gateway", gateway.port),
+            rule(
+                "DerivedEvent",
+                "wan-ready",
+                {
+                    "topic": "routerd.derived.wan.ready",
+                    "inputs": [
+                        {
+                            "name": "internet",
+                            "value": "${HealthCheck/internet.status.phase}",
+                            "equals": "Healthy",
+                        },
+                        {"value": "${HealthCheck/gateway.status.phase}", "equals": "Healthy"},
+                    ],
+                },
+            ),
+        )
+        sp.wait_for_phase("DerivedEvent", "wan-ready", "Asserted")
+        # An operator's SIGTERM: the daemon exits 0 and stays Stopped. Its last stored
+        # status still says Healthy; serve serves it as Unknown, and so must the rule.
+        pid = sp.daemon("HealthCheck", "internet")["pid"]
+        os.kill(pid, signal.SIGTERM)
+        ready = sp.wait_for_phase("DerivedEvent", "wan-ready", "Retracted")
+        hc = sp.get("resources/HealthCheck/internet").json()
+        assert hc["phase"] == "Unknown" and hc["stale"]["reason"] == "DaemonNotRunning", hc
+        assert hc["lastKnown"]["phase"] == "Healthy"
+        (cond,) = ready["conditions"]
+        assert cond["reason"] == "InputStale" and "DaemonNotRunning" in cond["message"], cond
+        internet_view = ready["observed"]["inputs"][0]
+        assert internet_view["ok"] is None and internet_view["got"] is None, internet_view
+        last = [e for e in virtual(sp) if e["topic"].startswith("routerd.derived")][-1]
+        assert (last["topic"], last["reason"]) == (
+            "routerd.derived.wan.ready.retracted",
+            "InputStale",
+        )
+        assert last["attributes"]["unknownInputs"] == 1
+        assert last["attributes"]["input.internet"] is None
+
+        # Started again: current and Healthy, so asserted again.
+        assert sp.post("resources/HealthCheck/internet/commands/start").status == 200
+        sp.wait_for_phase("DerivedEvent", "wan-ready", "Asserted")
+        topics = [e["topic"].rsplit(".", 1)[1] for e in virtual(sp) if "derived" in e["topic"]]
+        assert topics == ["asserted", "retracted", "asserted"], topics
+    finally:
+        internet.down()
+        gateway.down()

@@ -224,3 +224,86 @@ def test_a_derived_event_can_read_another_and_rules_see_both() -> None:
         "routerd.derived.all.ready.asserted",
     ]
     assert core.resource_status("DerivedEvent", "all-ready")["phase"] == "Asserted"
+
+
+# -- stale inputs: a status serve cannot keep current is unknown, not true -------------
+DOWN = {"reason": "DaemonNotRunning", "message": "the daemon is Stopped"}
+
+
+def test_a_stale_input_retracts_with_input_stale_and_asserts_again_when_current() -> None:
+    w = World(derived())
+    w.set(0, "DHCPv6PrefixDelegation/wan-pd", phase="Applied")
+    assert w.set(1, "HealthCheck/internet", phase="Healthy") == ["asserted@1"]
+    # The last reported phase is still Healthy, but nobody can vouch for it now.
+    w.status["HealthCheck/internet"] = {"phase": "Healthy", "stale": DOWN}
+    (ev,) = w.engine.on_status("HealthCheck/internet", w.status.get, T0 + 5)
+    assert (ev.topic, ev.reason) == ("routerd.derived.wan.ready.retracted", "InputStale")
+    assert (ev.attributes["trueInputs"], ev.attributes["unknownInputs"]) == (1, 1)
+    assert "DaemonNotRunning" in ev.message
+    status = w.engine.status("wan-ready")
+    assert w.engine.phase("wan-ready") == "Retracted" and status["reason"] == "InputStale"
+    view = status["inputs"][1]
+    assert view["ok"] is None and view["stale"].startswith("HealthCheck/internet: Daemon")
+    assert view["got"] is None  # the stale value is not shown as the current one
+    # Still stale: nothing asserts, nothing more is published.
+    assert w.set(6, "DHCPv6PrefixDelegation/wan-pd", phase="Applied") == []
+    assert w.set(7, "HealthCheck/internet", phase="Healthy") == ["asserted@7"]
+    assert w.engine.status("wan-ready")["reason"] == "Asserted"
+
+
+def test_stale_inputs_combine_as_three_valued_logic() -> None:
+    inputs = [{"value": PD, "equals": "Applied"}, {"value": HC, "equals": "Healthy"}]
+    anyone = World(derived(inputs=inputs, emitWhen="any_true"))
+    assert anyone.set(0, "DHCPv6PrefixDelegation/wan-pd", phase="Applied") == ["asserted@0"]
+    # One true input is enough for any_true, whatever the other's staleness.
+    assert anyone.set(1, "HealthCheck/internet", phase="Unhealthy", stale=DOWN) == []
+    assert anyone.engine.phase("wan-ready") == "Asserted"
+    both = World(derived())
+    both.set(0, "HealthCheck/internet", phase="Healthy")
+    # A false input decides all_true although the other is unknown: an ordinary retraction.
+    both.set(1, "DHCPv6PrefixDelegation/wan-pd", phase="Applied")
+    both.status["HealthCheck/internet"] = {"phase": "Healthy", "stale": DOWN}
+    both.status["DHCPv6PrefixDelegation/wan-pd"] = {"phase": "Error"}
+    (ev,) = both.engine.on_status(None, both.status.get, T0 + 2)
+    assert ev.reason == "Retracted"
+    # Unknown never asserts, even where every known input holds.
+    both.status["DHCPv6PrefixDelegation/wan-pd"] = {"phase": "Applied"}
+    assert both.engine.on_status(None, both.status.get, T0 + 3) == []
+    # Never reported and stale (no row at all) is unknown too.
+    nothing = World(derived(inputs=[{"value": HC, "not_empty": False}]))
+    assert nothing.set(0, "HealthCheck/internet", stale=DOWN) == []
+    assert nothing.engine.status("wan-ready")["inputs"][0]["ok"] is None
+
+
+def test_stale_retracts_through_the_hysteresis_and_whatever_retract_when_says() -> None:
+    w = World(
+        derived(
+            hysteresis={"retract": "30s"},
+            # Only a positive Unhealthy retracts: a Pending check after a restart does not.
+            retractWhen={"inputs": [{"value": HC, "equals": "Unhealthy"}]},
+        )
+    )
+    w.set(0, "DHCPv6PrefixDelegation/wan-pd", phase="Applied")
+    assert w.set(1, "HealthCheck/internet", phase="Healthy") == ["asserted@1"]
+    assert w.set(2, "HealthCheck/internet", phase="Pending") == []  # the middle ground
+    assert w.set(10, "HealthCheck/internet", phase="Healthy", stale=DOWN) == []
+    pending = w.engine.status("wan-ready")["pendingTransition"]
+    assert (pending["to"], pending["reason"]) == ("Retracted", "InputStale")
+    # Current again within the hysteresis: cancelled, nothing published.
+    assert w.set(20, "HealthCheck/internet", phase="Healthy") == []
+    assert w.engine.phase("wan-ready") == "Asserted"
+    assert w.set(30, "HealthCheck/internet", phase="Healthy", stale=DOWN) == []
+    assert w.tick(61) == ["retracted@60"]
+    state = w.engine.dump("wan-ready")
+    assert state["reason"] == "InputStale"
+    # The reason survives a restart (state dumped and loaded).
+    again = DerivedEventEngine(
+        [
+            derived(
+                hysteresis={"retract": "30s"},
+                retractWhen={"inputs": [{"value": HC, "equals": "Unhealthy"}]},
+            )
+        ]
+    )
+    again.load("wan-ready", json.loads(json.dumps(state)))
+    assert again.reason("wan-ready") == "InputStale"

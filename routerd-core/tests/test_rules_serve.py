@@ -92,11 +92,15 @@ class Serve:
         self.cursor = 0
         self.store: EventStore | None = None
         self.runner: RulesRunner | None = None
+        #: serve's staleness of each resource, as the test sets it.
+        self.stale: dict[str, dict[str, Any]] = {}
 
     def start(self, settle: float = 0.0) -> None:
         self.store = EventStore(self.path)
         self.store.start()
-        self.runner = RulesRunner(self.store, clock=self.clock, settle=settle, grace=1.0)
+        self.runner = RulesRunner(
+            self.store, clock=self.clock, settle=settle, grace=1.0, stale=self.stale.get
+        )
         self.runner.configure(self.cfg)
         self.runner.start()
         poll(lambda: self.runner is not None and self.runner.commits > 0, 10, "the first commit")
@@ -308,3 +312,55 @@ def test_removing_a_rule_drops_its_state_and_status(serve: Any) -> None:
     s.consumed(8)
     assert s.runner.is_alive()
     assert s.store is not None and s.store.resource("EventRule", "silent") is not None
+
+
+def test_a_resource_going_stale_retracts_a_derived_event_without_any_commit(serve: Any) -> None:
+    s = serve(READY)
+    s.start()
+    s.status("Healthy")
+    poll(lambda: [v[0] for v in s.virtual()] == ["routerd.derived.ready.asserted"], 10, "asserted")
+    # serve can no longer vouch for the status (its daemon stopped); the store does not change.
+    s.stale["HealthCheck/internet"] = {
+        "reason": "DaemonNotRunning",
+        "message": "the daemon is Stopped",
+        "since": None,
+    }
+    poll(lambda: len(s.virtual()) == 2, 10, "retracted on staleness alone")
+    assert s.store is not None
+    db = sqlite3.connect(s.path)
+    try:
+        (reason,) = db.execute(
+            "SELECT reason FROM events WHERE source = 'rules' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    finally:
+        db.close()
+    assert reason == "InputStale"
+    row = s.store.resource("DerivedEvent", "ready")
+    assert row is not None and row["phase"] == "Retracted"
+    (cond,) = row["status"]["conditions"]
+    assert cond["reason"] == "InputStale" and "DaemonNotRunning" in cond["message"]
+    del s.stale["HealthCheck/internet"]  # current again: evaluated at once, asserts
+    poll(lambda: len(s.virtual()) == 3, 10, "asserted when current again")
+    assert s.virtual()[2][0] == "routerd.derived.ready.asserted"
+
+
+def test_staleness_does_not_count_while_the_engine_settles_after_a_start(serve: Any) -> None:
+    s = serve(READY)
+    s.start()
+    s.status("Healthy")
+    poll(lambda: len(s.virtual()) == 1, 10, "asserted")
+    s.stop()
+    # A restart of serve: every follower has yet to read its daemon's status again.
+    s.stale["HealthCheck/internet"] = {
+        "reason": "NotRefreshed",
+        "message": "no status read yet",
+        "since": None,
+    }
+    s.start(settle=3600)
+    assert s.runner is not None
+    checks = s.runner.stale_checks
+    poll(lambda: s.runner is not None and s.runner.stale_checks >= checks + 2, 10, "two checks")
+    assert len(s.virtual()) == 1  # no flap: still Asserted
+    assert s.store is not None
+    row = s.store.resource("DerivedEvent", "ready")
+    assert row is not None and row["phase"] == "Asserted"

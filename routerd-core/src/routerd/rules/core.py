@@ -45,6 +45,8 @@ class RulesCore:
     ) -> None:
         self.events = EventRuleEngine(rules)
         self.derived = DerivedEventEngine(derived)
+        #: ``<Kind>/<name>`` of every resource some DerivedEvent reads.
+        self.read_by_derived = self.derived.keys()
         self.external = lookup
         self.started = started
         self.truncated = 0
@@ -84,10 +86,13 @@ class RulesCore:
             ev = todo.popleft()
             out.append(ev)
             kind = ev.attributes.get("resource.kind")
-            name = str(ev.attributes.get("resource.name"))
             if kind in (DERIVED_EVENT, EVENT_RULE):
                 # Its status changed: DerivedEvents reading it are evaluated now.
-                todo.extend(self.derived.on_status(f"{kind}/{name}", self.lookup, ev.time))
+                key = f"{kind}/{ev.attributes.get('resource.name')}"
+                if key in self.read_by_derived:
+                    todo.extend(self.derived.on_status(key, self.lookup, ev.time))
+                else:  # as on_status would: hysteresis deadlines passed by now
+                    todo.extend(self.derived.advance(ev.time))
             todo.extend(self.events.feed(ev))
         return out
 
@@ -133,8 +138,10 @@ class RulesCore:
                 {
                     "type": "Asserted",
                     "status": "True" if state == "Asserted" else "False",
-                    "reason": state or "NotEvaluated",
-                    "message": "",
+                    "reason": observed["reason"],
+                    "message": "; ".join(
+                        f"{i['value']}: {i['stale']}" for i in observed["inputs"] if i["stale"]
+                    ),
                     "lastTransitionTime": since,
                 }
             ],

@@ -9,6 +9,16 @@ with hysteresis, once it has held for that long: the derived event is then
 ``Pending`` with the transition it waits for, and flipping back before the
 deadline cancels it. Each transition publishes ``<topic>.asserted`` or
 ``<topic>.retracted``.
+
+A resource whose status routerd cannot keep current (its daemon stopped, is
+unreachable, has not reported: the status document carries ``stale``, as
+serve's API shows it) makes the inputs reading it **unknown**: they neither
+hold nor fail, and ``any_of``/``all_of``/``emitWhen`` combine them as
+three-valued logic (one true input is enough for ``any``, one false one
+decides ``all``). An unknown assert condition never asserts; while
+``Asserted``, it retracts (reason ``InputStale``, through the retract
+hysteresis) whatever ``retractWhen`` says: a verdict on a stale status is not
+served as current.
 """
 
 from __future__ import annotations
@@ -37,6 +47,10 @@ from routerd.timefmt import rfc3339
 ASSERTED = "Asserted"
 RETRACTED = "Retracted"
 PENDING = "Pending"
+#: Reason of a retraction because an input's resource is stale (its value unknown).
+INPUT_STALE = "InputStale"
+#: An input's truth: True, False, or None (unknown: its resource's status is stale).
+Truth = bool | None
 #: status of a resource by ``<Kind>/<name>`` (a ResourceStatus document), None if unknown.
 Lookup = Callable[[str], Mapping[str, Any] | None]
 
@@ -70,6 +84,7 @@ class _Pending:
     to: str
     since: float
     deadline: float
+    reason: str = ""  # of the event it publishes (Asserted, Retracted, InputStale)
 
 
 @dataclass
@@ -84,8 +99,12 @@ class _Derived:
     cancelled: int = 0
     last_asserted: float | None = None
     last_retracted: float | None = None
-    last_ok: tuple[bool, ...] = ()
+    last_ok: tuple[Truth, ...] = ()
     inputs_view: list[dict[str, Any]] = field(default_factory=list)
+    #: The assert condition was unknown at the last evaluation (a stale input).
+    unknown: bool = False
+    #: Reason of the last transition (Asserted, Retracted, InputStale).
+    reason: str | None = None
 
     @property
     def keys(self) -> set[str]:
@@ -129,7 +148,8 @@ class DerivedEventEngine:
         for deadline, name in due:
             d = self.items[name]
             assert d.pending is not None
-            out.append(self._transition(d, d.pending.to, deadline))
+            reason = d.pending.reason or d.pending.to
+            out.append(self._transition(d, d.pending.to, deadline, reason))
         return out
 
     def next_deadline(self) -> float | None:
@@ -138,26 +158,41 @@ class DerivedEventEngine:
 
     def _evaluate(self, d: _Derived, lookup: Lookup, now: float) -> list[Event]:
         spec = d.spec
-        values = {text: ref.resolve(lookup(ref.key)) for text, ref in d.refs.items()}
-        oks = tuple(_holds(i, values) for i in spec.inputs)
-        self._view(d, values, oks)
-        assert_cond = all(oks) if spec.emit_when == "all_true" else any(oks)
-        retract_cond = _retract(spec, oks, values)
+        docs = {key: lookup(key) for key in d.keys}
+        stale = {key: _stale_text(doc) for key, doc in docs.items() if doc and doc.get("stale")}
+        values = {
+            text: None if ref.key in stale else ref.resolve(docs[ref.key])
+            for text, ref in d.refs.items()
+        }
+        unknown = {text for text, ref in d.refs.items() if ref.key in stale}
+        oks = tuple(_holds(i, values, unknown) for i in spec.inputs)
+        self._view(d, values, oks, stale)
+        assert_cond = _all(oks) if spec.emit_when == "all_true" else _any(oks)
+        retract_cond = _retract(spec, oks, values, unknown)
+        d.unknown = assert_cond is None
         out: list[Event] = []
         if d.state is None:
             d.state, d.since = RETRACTED, now
+            d.reason = INPUT_STALE if d.unknown else RETRACTED
             self._dirty.add(d.name)
-            if spec.emit_initial and not assert_cond:
-                out.append(self._event(d, RETRACTED, None, now))
-        target, want = (
-            (ASSERTED, assert_cond) if d.state == RETRACTED else (RETRACTED, retract_cond)
-        )
+            if spec.emit_initial and assert_cond is not True:
+                out.append(self._event(d, RETRACTED, None, now, d.reason))
+        if d.state == RETRACTED:
+            target, want, reason = ASSERTED, assert_cond is True, ASSERTED
+        else:
+            # A stale input leaves the assert condition unknown: not current, so not asserted.
+            want = retract_cond or d.unknown
+            reason = RETRACTED if retract_cond else INPUT_STALE
+            target = RETRACTED
         if want:
             hold = spec.hysteresis.assert_ if target == ASSERTED else spec.hysteresis.retract
             if hold <= 0:
-                out.append(self._transition(d, target, now))
+                out.append(self._transition(d, target, now, reason))
             elif d.pending is None:
-                d.pending = _Pending(target, now, now + hold)
+                d.pending = _Pending(target, now, now + hold, reason)
+                self._dirty.add(d.name)
+            elif d.pending.reason != reason:
+                d.pending.reason = reason
                 self._dirty.add(d.name)
         elif d.pending is not None:
             d.pending = None  # flipped back within the hysteresis: nothing happened
@@ -165,42 +200,56 @@ class DerivedEventEngine:
             self._dirty.add(d.name)
         return out
 
-    def _view(self, d: _Derived, values: dict[str, Any], oks: tuple[bool, ...]) -> None:
+    def _view(
+        self,
+        d: _Derived,
+        values: dict[str, Any],
+        oks: tuple[Truth, ...],
+        stale: dict[str, str],
+    ) -> None:
         if oks != d.last_ok:
             self._dirty.add(d.name)
         d.last_ok = oks
-        d.inputs_view = [
-            {
-                "name": i.name,
-                "value": _show(i),
-                "got": values.get(i.value) if i.value is not None else None,
-                "ok": ok,
-            }
-            for i, ok in zip(d.spec.inputs, oks, strict=True)
-        ]
+        views = []
+        for i, ok in zip(d.spec.inputs, oks, strict=True):
+            keys = sorted({d.refs[text].key for text in i.refs()})
+            why = "; ".join(f"{k}: {stale[k]}" for k in keys if k in stale)
+            views.append(
+                {
+                    "name": i.name,
+                    "value": _show(i),
+                    "got": values.get(i.value) if i.value is not None else None,
+                    "ok": ok,
+                    "stale": why or None,
+                }
+            )
+        if views != d.inputs_view:
+            self._dirty.add(d.name)
+        d.inputs_view = views
 
-    def _transition(self, d: _Derived, to: str, t: float) -> Event:
+    def _transition(self, d: _Derived, to: str, t: float, reason: str) -> Event:
         previous = d.state
-        d.state, d.since, d.pending = to, t, None
+        d.state, d.since, d.pending, d.reason = to, t, None, reason
         d.transitions += 1
         if to == ASSERTED:
             d.last_asserted = t
         else:
             d.last_retracted = t
         self._dirty.add(d.name)
-        return self._event(d, to, previous, t)
+        return self._event(d, to, previous, t, reason)
 
-    def _event(self, d: _Derived, state: str, previous: str | None, t: float) -> Event:
+    def _event(self, d: _Derived, state: str, previous: str | None, t: float, reason: str) -> Event:
         spec = d.spec
         asserted = state == ASSERTED
         attrs: dict[str, Scalar] = dict(spec.attributes)
-        trues = sum(d.last_ok)
+        trues = sum(ok is True for ok in d.last_ok)
         attrs.update(
             {
                 "state": state,
                 "previousState": previous,
                 "trueInputs": trues,
                 "inputs": len(d.last_ok),
+                "unknownInputs": sum(ok is None for ok in d.last_ok),
             }
         )
         for view in d.inputs_view:
@@ -210,10 +259,13 @@ class DerivedEventEngine:
         attrs["resource.name"] = d.name
         attrs["daemon.kind"] = ENGINE_KIND
         attrs[CHAIN_DEPTH] = 1
-        false = [v["value"] for v in d.inputs_view if not v["ok"]]
+        false = [v["value"] for v in d.inputs_view if v["ok"] is False]
+        unknown = [f"{v['value']} ({v['stale']})" for v in d.inputs_view if v["ok"] is None]
         detail = f"{trues} of {len(d.last_ok)} inputs true"
         if false and not asserted:
             detail += "; false: " + "; ".join(false)
+        if unknown and not asserted:
+            detail += "; unknown, status stale: " + "; ".join(unknown)
         severity: Severity = spec.asserted_severity if asserted else spec.retracted_severity
         suffix = "asserted" if asserted else "retracted"
         return Event(
@@ -221,7 +273,7 @@ class DerivedEventEngine:
             t,
             f"{spec.topic}.{suffix}",
             severity,
-            "Asserted" if asserted else "Retracted",
+            reason,
             f"{d.name} {suffix}: {detail}",
             attrs,
         )
@@ -239,7 +291,8 @@ class DerivedEventEngine:
             "since": d.since,
             "pending": None
             if p is None
-            else {"to": p.to, "since": p.since, "deadline": p.deadline},
+            else {"to": p.to, "since": p.since, "deadline": p.deadline, "reason": p.reason},
+            "reason": d.reason,
             "transitions": d.transitions,
             "cancelled": d.cancelled,
             "lastAsserted": d.last_asserted,
@@ -250,9 +303,24 @@ class DerivedEventEngine:
         d = self.items[name]
         d.state, d.since = data["state"], data["since"]
         p = data["pending"]
-        d.pending = None if p is None else _Pending(p["to"], p["since"], p["deadline"])
+        d.pending = (
+            None
+            if p is None
+            else _Pending(p["to"], p["since"], p["deadline"], str(p.get("reason") or p["to"]))
+        )
+        d.reason = data.get("reason") or d.state
         d.transitions, d.cancelled = int(data["transitions"]), int(data["cancelled"])
         d.last_asserted, d.last_retracted = data["lastAsserted"], data["lastRetracted"]
+
+    def reason(self, name: str) -> str:
+        """Why the derived event is in its state: ``InputStale`` while it is retracted and
+        an input is unknown, else the reason of its last transition."""
+        d = self.items[name]
+        if d.state is None:
+            return "NotEvaluated"
+        if d.state == RETRACTED and d.unknown:
+            return INPUT_STALE
+        return d.reason or d.state
 
     def phase(self, name: str) -> str:
         d = self.items[name]
@@ -267,7 +335,13 @@ class DerivedEventEngine:
             "since": _time(d.since),
             "pendingTransition": None
             if p is None
-            else {"to": p.to, "since": _time(p.since), "at": _time(p.deadline)},
+            else {
+                "to": p.to,
+                "since": _time(p.since),
+                "at": _time(p.deadline),
+                "reason": p.reason,
+            },
+            "reason": self.reason(name),
             "inputs": d.inputs_view,
             "transitions": d.transitions,
             "cancelledTransitions": d.cancelled,
@@ -276,12 +350,15 @@ class DerivedEventEngine:
         }
 
 
-def _holds(cond: Input, values: Mapping[str, Any]) -> bool:
+def _holds(cond: Input, values: Mapping[str, Any], unknown: set[str]) -> Truth:
+    """Whether a condition holds; None when that depends on an unknown (stale) value."""
     if cond.any_of is not None:
-        return any(_holds(c, values) for c in cond.any_of)
+        return _any([_holds(c, values, unknown) for c in cond.any_of])
     if cond.all_of is not None:
-        return all(_holds(c, values) for c in cond.all_of)
+        return _all([_holds(c, values, unknown) for c in cond.all_of])
     assert cond.value is not None
+    if cond.value in unknown:
+        return None
     got = values.get(cond.value)
     if cond.not_empty is not None:
         return _empty(got) != cond.not_empty
@@ -290,14 +367,35 @@ def _holds(cond: Input, values: Mapping[str, Any]) -> bool:
     return same_value(got, cond.equals)
 
 
-def _retract(spec: DerivedEventSpec, oks: tuple[bool, ...], values: Mapping[str, Any]) -> bool:
+def _any(truths: Iterable[Truth]) -> Truth:
+    """Three-valued OR: one true is enough; unknown unless every one is false."""
+    seen = list(truths)
+    if any(t is True for t in seen):
+        return True
+    return None if any(t is None for t in seen) else False
+
+
+def _all(truths: Iterable[Truth]) -> Truth:
+    """Three-valued AND: one false decides; unknown unless every one is true."""
+    seen = list(truths)
+    if any(t is False for t in seen):
+        return False
+    return None if any(t is None for t in seen) else True
+
+
+def _retract(
+    spec: DerivedEventSpec, oks: tuple[Truth, ...], values: Mapping[str, Any], unknown: set[str]
+) -> bool:
+    """Whether the retract condition certainly holds (unknown is not enough)."""
     rw = spec.retract_when
     if isinstance(rw, RetractWhen):
-        results = [_holds(i, values) for i in rw.inputs]
-        return all(results) if rw.when == "all_true" else any(results)
+        results = [_holds(i, values, unknown) for i in rw.inputs]
+        return (_all(results) if rw.when == "all_true" else _any(results)) is True
     if rw is None:
         rw = "any_false" if spec.emit_when == "all_true" else "all_false"
-    return not all(oks) if rw == "any_false" else not any(oks)
+    if rw == "any_false":
+        return any(ok is False for ok in oks)
+    return all(ok is False for ok in oks)
 
 
 def _show(cond: Input) -> str:
@@ -316,6 +414,13 @@ def _scalar(value: Any) -> Scalar:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _stale_text(doc: Mapping[str, Any]) -> str:
+    stale = doc.get("stale")
+    if isinstance(stale, Mapping):
+        return f"{stale.get('reason') or 'Stale'}: {stale.get('message') or ''}".rstrip(": ")
+    return str(stale)
 
 
 def _time(t: float | None) -> str | None:

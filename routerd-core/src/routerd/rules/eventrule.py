@@ -112,11 +112,14 @@ class _Rule:
         self.name = rdef.name
         self.spec = rdef.spec
         self.counters = Counters()
-        self.op: Operator
+        self.op: Operator[Any]
         self.op, matches = build(rdef.spec.pattern, self.counters)
         self.matches = [_Match(m) for m in matches]
         self.filtered = any(m.where for m in self.matches)
-        self.correlate = [(p, field_getter(p)) for p in rdef.spec.correlate_by]
+        # Every correlation field is an attribute (CORRELATION_FIELDS): (path, its name).
+        self.correlate = [(p, p.removeprefix("attributes.")) for p in rdef.spec.correlate_by]
+        #: The attribute of a rule correlating by one field (read inline per delivery).
+        self.single = self.correlate[0][1] if len(self.correlate) == 1 else None
         self.max_keys = max_keys
         self.keys: OrderedDict[Key, State] = OrderedDict()
         self.stats = _Stats()
@@ -128,18 +131,25 @@ class _Rule:
             (k, parse_template(v) if isinstance(v, str) else v) for k, v in emit.attributes.items()
         ]
         self.reason = emit.reason or DEFAULT_REASONS[self.op.name]
+        # Read once per delivery: the operator's class flags, as plain attributes.
+        self.stateless = self.op.stateless
+        self.timed = self.op.timed
+        self.keeps_keys = self.op.keeps_keys
 
     def key_of(self, ev: Event) -> Key | None:
-        if not self.correlate:
-            return ()
+        """The event's correlation key; None (counted) when it lacks a field."""
+        attrs = ev.attributes
         values: list[str] = []
-        for path, get in self.correlate:
-            v = get(ev)
+        for path, name in self.correlate:
+            v = attrs.get(name)
             if v is None or v == "":
-                self.stats.missing_key[path] = self.stats.missing_key.get(path, 0) + 1
+                self.count_missing(path)
                 return None
-            values.append(str(v))
+            values.append(v if type(v) is str else str(v))
         return tuple(values)
+
+    def count_missing(self, path: str) -> None:
+        self.stats.missing_key[path] = self.stats.missing_key.get(path, 0) + 1
 
 
 class EventRuleEngine:
@@ -167,7 +177,14 @@ class EventRuleEngine:
     # -- input ---------------------------------------------------------------------
     def feed(self, ev: Event) -> list[Event]:
         """Fire timers due before ``ev.time``, then evaluate ``ev``; returns what to publish."""
-        out = self.advance(ev.time)
+        t = ev.time
+        timers = self._timers
+        if timers and timers[0][0] < t:
+            out = self.advance(t)
+        else:
+            out = []
+            if t > self.now:
+                self.now = t
         candidates = self._dispatch.get(ev.topic)
         if candidates is None:
             candidates = self._candidates(ev.topic)
@@ -176,17 +193,17 @@ class EventRuleEngine:
         depth = depth_of(ev)
         too_deep = depth >= self.max_depth
         own = ev.attributes.get("resource.name") if _is_rule_event(ev) else None
+        dirty = self._dirty
         for rule, topic_roles in candidates:
-            if rule.name == own:
+            if own is not None and rule.name == own:
                 continue  # a rule never consumes its own output
-            roles = (
-                tuple(i for i in topic_roles if rule.matches[i].accepts(ev))
-                if rule.filtered
-                else topic_roles
-            )
-            if not roles:
-                continue
-            self._dirty.add(rule.name)
+            if rule.filtered:
+                roles = tuple(i for i in topic_roles if rule.matches[i].accepts(ev))
+                if not roles:
+                    continue
+            else:
+                roles = topic_roles
+            dirty.add(rule.name)
             if too_deep:
                 rule.stats.too_deep += 1
                 continue
@@ -243,13 +260,23 @@ class EventRuleEngine:
         return found
 
     def _deliver(self, rule: _Rule, roles: tuple[int, ...], ev: Event, depth: int) -> Event | None:
-        key = rule.key_of(ev)
-        if key is None:
-            return None
+        key: Key | None
+        if rule.single is not None:
+            v = ev.attributes.get(rule.single)
+            if v is None or v == "":
+                rule.count_missing(rule.correlate[0][0])
+                return None
+            key = (v if type(v) is str else str(v),)
+        elif rule.correlate:
+            key = rule.key_of(ev)
+            if key is None:
+                return None
+        else:
+            key = ()
         rule.stats.matched += 1
         op = rule.op
-        if op.stateless:
-            fire = op.on_event(State(), roles, ev, depth)
+        if rule.stateless:
+            fire = op.on_event(_NO_STATE, roles, ev, depth)
             return None if fire is None else self._emit(rule, key, fire)
         keys = rule.keys
         st = keys.get(key)
@@ -259,18 +286,21 @@ class EventRuleEngine:
             if len(keys) > rule.max_keys:
                 keys.popitem(last=False)  # least recently seen; its timer goes stale
                 rule.stats.evictions += 1
-        else:
+        elif len(keys) > 1:
             keys.move_to_end(key)
-        before = st.deadline
-        fire = op.on_event(st, roles, ev, depth)
-        if op.timed and st.deadline is not None and st.deadline != before:
-            self._seq += 1
-            st.seq = self._seq
-            heapq.heappush(self._timers, (st.deadline, st.seq, rule.index, key))
-            self._pushes += 1
-            if self._pushes >= _COMPACT_EVERY:
-                self._compact()
-        if op.idle(st):
+        if rule.timed:
+            before = st.deadline
+            fire = op.on_event(st, roles, ev, depth)
+            if st.deadline is not None and st.deadline != before:
+                self._seq += 1
+                st.seq = self._seq
+                heapq.heappush(self._timers, (st.deadline, st.seq, rule.index, key))
+                self._pushes += 1
+                if self._pushes >= _COMPACT_EVERY:
+                    self._compact()
+        else:
+            fire = op.on_event(st, roles, ev, depth)
+        if not rule.keeps_keys and op.idle(st):
             del keys[key]
         return None if fire is None else self._emit(rule, key, fire)
 
@@ -424,6 +454,10 @@ def _variables(rule: str, fire: Fire, correlation: str | None) -> Callable[[str]
         return fixed.get(var)
 
     return lookup
+
+
+#: The state a stateless operator is given (it keeps nothing in it).
+_NO_STATE = State()
 
 
 def _is_rule_event(ev: Event) -> bool:

@@ -20,6 +20,8 @@ from bisect import insort
 from dataclasses import dataclass
 from typing import Any
 from typing import ClassVar
+from typing import Generic
+from typing import TypeVar
 
 from routerd.model import Event
 from routerd.rules import CHAIN_DEPTH
@@ -68,36 +70,47 @@ class State:
     seq: int = 0
 
 
-class Operator:
+StateT = TypeVar("StateT", bound=State)
+
+
+class Operator(Generic[StateT]):
+    """One operator; generic over its per-key state (the engine calls it once per
+    delivered event, so it trusts the type instead of checking it each time)."""
+
     name: ClassVar[str]
     #: True: ``on_timer`` and ``deadline`` are used.
     timed: ClassVar[bool] = False
     #: True: no per-key state at all (nothing to correlate but the template).
     stateless: ClassVar[bool] = False
+    #: True: ``idle`` is always False (a key is kept until evicted), so it is not asked.
+    keeps_keys: ClassVar[bool] = False
 
-    def new(self) -> State:
-        return State()
-
-    def on_event(self, st: State, roles: tuple[int, ...], ev: Event, depth: int) -> Fire | None:
+    def new(self) -> StateT:
         raise NotImplementedError
 
-    def on_timer(self, st: State) -> Fire | None:
+    def on_event(self, st: StateT, roles: tuple[int, ...], ev: Event, depth: int) -> Fire | None:
+        raise NotImplementedError
+
+    def on_timer(self, st: StateT) -> Fire | None:
         return None
 
-    def idle(self, st: State) -> bool:
+    def idle(self, st: StateT) -> bool:
         """True when the key holds nothing worth keeping (it is dropped, not evicted)."""
         return True
 
-    def dump(self, st: State) -> dict[str, Any]:
+    def dump(self, st: StateT) -> dict[str, Any]:
         return {}
 
-    def load(self, data: dict[str, Any]) -> State:
+    def load(self, data: dict[str, Any]) -> StateT:
         return self.new()
 
 
-class AnyOf(Operator):
+class AnyOf(Operator[State]):
     name = "any_of"
     stateless = True
+
+    def new(self) -> State:
+        return State()
 
     def on_event(self, st: State, roles: tuple[int, ...], ev: Event, depth: int) -> Fire | None:
         return Fire(ev, 1, ev.time, depth)
@@ -110,7 +123,7 @@ class _AllOfState(State):
         self.depth = 0
 
 
-class AllOf(Operator):
+class AllOf(Operator[_AllOfState]):
     name = "all_of"
 
     def __init__(self, spec: S.AllOf) -> None:
@@ -120,8 +133,9 @@ class AllOf(Operator):
     def new(self) -> _AllOfState:
         return _AllOfState(self.size)
 
-    def on_event(self, st: State, roles: tuple[int, ...], ev: Event, depth: int) -> Fire | None:
-        assert isinstance(st, _AllOfState)
+    def on_event(
+        self, st: _AllOfState, roles: tuple[int, ...], ev: Event, depth: int
+    ) -> Fire | None:
         t = ev.time
         for i in roles:
             prev = st.last[i]
@@ -132,19 +146,18 @@ class AllOf(Operator):
             if sum(x is not None for x in st.last) == len(roles):
                 st.n, st.depth = 0, 0  # what came before fell out of the window
         st.n += 1
-        st.depth = max(st.depth, depth)
+        if depth > st.depth:
+            st.depth = depth
         if all(x is not None for x in st.last):
             fire = Fire(ev, st.n, t, st.depth)
             st.last, st.n, st.depth = [None] * self.size, 0, 0
             return fire
         return None
 
-    def idle(self, st: State) -> bool:
-        assert isinstance(st, _AllOfState)
+    def idle(self, st: _AllOfState) -> bool:
         return all(x is None for x in st.last)
 
-    def dump(self, st: State) -> dict[str, Any]:
-        assert isinstance(st, _AllOfState)
+    def dump(self, st: _AllOfState) -> dict[str, Any]:
         return {"last": st.last, "n": st.n, "d": st.depth}
 
     def load(self, data: dict[str, Any]) -> _AllOfState:
@@ -166,7 +179,7 @@ class _SequenceState(State):
         self.pos, self.start, self.n, self.depth = 0, 0.0, 0, 0
 
 
-class Sequence(Operator):
+class Sequence(Operator[_SequenceState]):
     name = "sequence"
 
     def __init__(self, spec: S.Sequence) -> None:
@@ -177,8 +190,9 @@ class Sequence(Operator):
     def new(self) -> _SequenceState:
         return _SequenceState()
 
-    def on_event(self, st: State, roles: tuple[int, ...], ev: Event, depth: int) -> Fire | None:
-        assert isinstance(st, _SequenceState)
+    def on_event(
+        self, st: _SequenceState, roles: tuple[int, ...], ev: Event, depth: int
+    ) -> Fire | None:
         t = ev.time
         if self.within is not None and st.pos and t - st.start > self.within:
             st.reset()  # too late for this attempt; the event may start the next one
@@ -187,7 +201,8 @@ class Sequence(Operator):
                 st.start = t
             st.pos += 1
             st.n += 1
-            st.depth = max(st.depth, depth)
+            if depth > st.depth:
+                st.depth = depth
             if st.pos == self.steps:
                 fire = Fire(ev, st.n, t, st.depth)
                 st.reset()
@@ -199,12 +214,10 @@ class Sequence(Operator):
                 st.pos, st.start, st.n, st.depth = 1, t, 1, depth
         return None
 
-    def idle(self, st: State) -> bool:
-        assert isinstance(st, _SequenceState)
+    def idle(self, st: _SequenceState) -> bool:
         return st.pos == 0
 
-    def dump(self, st: State) -> dict[str, Any]:
-        assert isinstance(st, _SequenceState)
+    def dump(self, st: _SequenceState) -> dict[str, Any]:
         return {"pos": st.pos, "start": st.start, "n": st.n, "d": st.depth}
 
     def load(self, data: dict[str, Any]) -> _SequenceState:
@@ -221,7 +234,7 @@ class _TimesState(State):
         self.suppressed = 0
 
 
-class Window(Operator):
+class Window(Operator[_TimesState]):
     name = "window"
 
     def __init__(self, spec: S.Window) -> None:
@@ -231,26 +244,26 @@ class Window(Operator):
     def new(self) -> _TimesState:
         return _TimesState()
 
-    def on_event(self, st: State, roles: tuple[int, ...], ev: Event, depth: int) -> Fire | None:
-        assert isinstance(st, _TimesState)
+    def on_event(
+        self, st: _TimesState, roles: tuple[int, ...], ev: Event, depth: int
+    ) -> Fire | None:
         insort(st.times, ev.time)
         # The window ends at the newest event time (an event stored late still counts
         # where it belongs, and never drags the window back).
         horizon = st.times[-1] - self.within
         del st.times[: bisect_left(st.times, horizon)]
-        st.depth = max(st.depth, depth)
+        if depth > st.depth:
+            st.depth = depth
         if len(st.times) >= self.threshold:
             fire = Fire(ev, len(st.times), ev.time, st.depth)
             st.times, st.depth = [], 0
             return fire
         return None
 
-    def idle(self, st: State) -> bool:
-        assert isinstance(st, _TimesState)
+    def idle(self, st: _TimesState) -> bool:
         return not st.times
 
-    def dump(self, st: State) -> dict[str, Any]:
-        assert isinstance(st, _TimesState)
+    def dump(self, st: _TimesState) -> dict[str, Any]:
         return {"times": st.times, "d": st.depth}
 
     def load(self, data: dict[str, Any]) -> _TimesState:
@@ -272,7 +285,7 @@ class _TimerState(State):
         self.deadline, self.subject, self.n, self.depth = None, None, 0, 0
 
 
-class Absence(Operator):
+class Absence(Operator[_TimerState]):
     """Match 0 is the trigger, match 1 the expected event.
 
     An event that is both cancels first, then starts a new timer: a heartbeat
@@ -288,8 +301,9 @@ class Absence(Operator):
     def new(self) -> _TimerState:
         return _TimerState()
 
-    def on_event(self, st: State, roles: tuple[int, ...], ev: Event, depth: int) -> Fire | None:
-        assert isinstance(st, _TimerState)
+    def on_event(
+        self, st: _TimerState, roles: tuple[int, ...], ev: Event, depth: int
+    ) -> Fire | None:
         if 1 in roles and st.deadline is not None and ev.time <= st.deadline:
             st.clear()
         if 0 in roles:
@@ -298,21 +312,20 @@ class Absence(Operator):
                 # triggers must not postpone the answer forever.
                 st.deadline, st.subject, st.n = ev.time + self.within, ev, 0
             st.n += 1
-            st.depth = max(st.depth, depth)
+            if depth > st.depth:
+                st.depth = depth
         return None
 
-    def on_timer(self, st: State) -> Fire | None:
-        assert isinstance(st, _TimerState)
+    def on_timer(self, st: _TimerState) -> Fire | None:
         assert st.subject is not None and st.deadline is not None
         fire = Fire(st.subject, st.n, st.deadline, st.depth)
         st.clear()
         return fire
 
-    def idle(self, st: State) -> bool:
+    def idle(self, st: _TimerState) -> bool:
         return st.deadline is None
 
-    def dump(self, st: State) -> dict[str, Any]:
-        assert isinstance(st, _TimerState)
+    def dump(self, st: _TimerState) -> dict[str, Any]:
         return {
             "deadline": st.deadline,
             "seq": st.seq,
@@ -338,17 +351,19 @@ class Debounce(Absence):
     def __init__(self, spec: S.Debounce) -> None:
         self.quiet = spec.quiet
 
-    def on_event(self, st: State, roles: tuple[int, ...], ev: Event, depth: int) -> Fire | None:
-        assert isinstance(st, _TimerState)
+    def on_event(
+        self, st: _TimerState, roles: tuple[int, ...], ev: Event, depth: int
+    ) -> Fire | None:
         st.n += 1
-        st.depth = max(st.depth, depth)
+        if depth > st.depth:
+            st.depth = depth
         due = ev.time + self.quiet
         if st.deadline is None or due >= st.deadline:
             st.deadline, st.subject = due, ev
         return None
 
 
-class Throttle(Operator):
+class Throttle(Operator[_TimesState]):
     name = "throttle"
 
     def __init__(self, spec: S.Throttle, counters: Counters) -> None:
@@ -359,8 +374,9 @@ class Throttle(Operator):
     def new(self) -> _TimesState:
         return _TimesState()
 
-    def on_event(self, st: State, roles: tuple[int, ...], ev: Event, depth: int) -> Fire | None:
-        assert isinstance(st, _TimesState)
+    def on_event(
+        self, st: _TimesState, roles: tuple[int, ...], ev: Event, depth: int
+    ) -> Fire | None:
         # Passed events younger than `per` (strictly) still count against the limit.
         del st.times[: bisect_right(st.times, ev.time - self.per)]
         if len(st.times) < self.limit:
@@ -372,12 +388,10 @@ class Throttle(Operator):
         self.counters.suppressed += 1
         return None
 
-    def idle(self, st: State) -> bool:
-        assert isinstance(st, _TimesState)
+    def idle(self, st: _TimesState) -> bool:
         return not st.times and not st.suppressed
 
-    def dump(self, st: State) -> dict[str, Any]:
-        assert isinstance(st, _TimesState)
+    def dump(self, st: _TimesState) -> dict[str, Any]:
         return {"times": st.times, "suppressed": st.suppressed}
 
     def load(self, data: dict[str, Any]) -> _TimesState:
@@ -393,8 +407,9 @@ class _CountState(State):
         self.depth = 0
 
 
-class Count(Operator):
+class Count(Operator[_CountState]):
     name = "count"
+    keeps_keys = True
 
     def __init__(self, spec: S.Count) -> None:
         self.every = spec.every
@@ -402,21 +417,22 @@ class Count(Operator):
     def new(self) -> _CountState:
         return _CountState()
 
-    def on_event(self, st: State, roles: tuple[int, ...], ev: Event, depth: int) -> Fire | None:
-        assert isinstance(st, _CountState)
+    def on_event(
+        self, st: _CountState, roles: tuple[int, ...], ev: Event, depth: int
+    ) -> Fire | None:
         st.n += 1
-        st.depth = max(st.depth, depth)
+        if depth > st.depth:
+            st.depth = depth
         if st.n % self.every == 0:
             fire = Fire(ev, st.n, ev.time, st.depth)
             st.depth = 0
             return fire
         return None
 
-    def idle(self, st: State) -> bool:
+    def idle(self, st: _CountState) -> bool:
         return False  # the running total is the state
 
-    def dump(self, st: State) -> dict[str, Any]:
-        assert isinstance(st, _CountState)
+    def dump(self, st: _CountState) -> dict[str, Any]:
         return {"n": st.n, "d": st.depth}
 
     def load(self, data: dict[str, Any]) -> _CountState:
@@ -425,7 +441,7 @@ class Count(Operator):
         return st
 
 
-def build(pattern: S.Pattern, counters: Counters) -> tuple[Operator, list[S.Match]]:
+def build(pattern: S.Pattern, counters: Counters) -> tuple[Operator[Any], list[S.Match]]:
     """The operator for a pattern and its matches, in the order ``roles`` index them."""
     p = pattern.spec
     if isinstance(p, S.AnyOf):

@@ -45,7 +45,7 @@ OPERATORS = (
 #: Attributes every virtual event carries that ``emit.attributes`` cannot set.
 RESERVED_ATTRIBUTES = ("resource.kind", "resource.name", "daemon.kind", CHAIN_DEPTH)
 #: Attributes of ``.asserted`` / ``.retracted`` events besides the reserved ones.
-DERIVED_ATTRIBUTES = ("state", "previousState", "trueInputs", "inputs")
+DERIVED_ATTRIBUTES = ("state", "previousState", "trueInputs", "unknownInputs", "inputs")
 
 
 def _positive(value: float) -> float:

@@ -85,7 +85,7 @@ class RouterdServe:
         self.waiters = WaiterSlots(API_THREADS - 4)
         self.followers: dict[str, Follower] = {}
         # EventRules and DerivedEvents: run here, not by a daemon (docs/decisions.md).
-        self.rules = RulesRunner(self.store)
+        self.rules = RulesRunner(self.store, stale=self._stale_of)
         # Daemons are forked from a pre-loaded process (serve/forkserver.py).
         self.forks = ForkServerClient(log_level) if fork_server else None
         self.supervisor = Supervisor(
@@ -326,6 +326,19 @@ class RouterdServe:
             "message": message,
             "since": rfc3339(since) if since is not None else None,
         }
+
+    def _stale_of(self, key: str) -> dict[str, Any] | None:
+        """The staleness the rules engine gives DerivedEvents reading ``<Kind>/<name>``.
+
+        A store that cannot commit is left out: the engine's own writes wait for it.
+        """
+        config = self.config
+        res = next((r for r in config.resources if r.ref == key), None) if config else None
+        if res is None:
+            return None
+        child = self.supervisor.children.get(key)
+        why = self._stale(f"{res.daemon_kind}/{res.name}", child.to_dict() if child else None)
+        return None if why is None or why["reason"] == "PersistenceDegraded" else why
 
     def _shown(
         self, source: str, row: dict[str, Any] | None, child: dict[str, Any] | None

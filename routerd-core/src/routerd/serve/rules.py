@@ -16,8 +16,12 @@ what the daemons logged meanwhile: then only event times move the clock, so
 a backlog is judged as it happened.
 
 DerivedEvents are evaluated when the store commits a new status of a
-resource they read (the store's commit listeners), and at their hysteresis
-deadlines.
+resource they read (the store's commit listeners), at their hysteresis
+deadlines, and when a resource they read becomes stale or current again
+(serve's staleness, :data:`STALE_CHECK`): a stale status is given to them
+marked ``stale``, and its values are unknown (:mod:`routerd.rules.derived`).
+Staleness counts only once the engine has settled: right after a start the
+followers are still reading every status for the first time.
 """
 
 from __future__ import annotations
@@ -60,13 +64,19 @@ SOURCE_PREFIX = f"{ENGINE_KIND}/"
 GRACE = 1.0
 #: After a start, timers follow event time only for this long (ingestion catches up).
 SETTLE = 5.0
-#: Events read per step (one commit each at most).
-READ_LIMIT = 2000
+#: Events read per step (one commit each at most): large pages, few commits.
+READ_LIMIT = 5000
 #: An EventRule's status (counters) is written at most this often; a
 #: DerivedEvent's at every change (its phase is what clients wait on).
 STATUS_EVERY = 1.0
 #: A position that moved over events no rule took is stored at least this often.
 IDLE_COMMIT = 5.0
+#: How often the staleness of the resources DerivedEvents read is looked at: it
+#: changes with the daemons' processes, their sockets and the clock (serve's
+#: ``_stale``), none of which commits anything to the store.
+STALE_CHECK = 1.0
+#: Why a resource's stored status is not current (``{"reason", "message", "since"}``), or None.
+StaleOracle = Callable[[str], dict[str, Any] | None]
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS rule_consumers "
@@ -74,9 +84,11 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS rule_state "
     "(key TEXT PRIMARY KEY, spec TEXT NOT NULL, state TEXT NOT NULL)",
 )
+# The virtual events this consumer stored are skipped by SQLite (their cascade
+# was evaluated when they were made), so a page is all input.
 _READ = (
-    "SELECT id, source, time, topic, severity, reason, message, attributes "
-    "FROM events WHERE id > ? ORDER BY id LIMIT ?"
+    "SELECT id, time, topic, severity, reason, message, attributes "
+    "FROM events WHERE id > ? AND source != ? ORDER BY id LIMIT ?"
 )
 
 
@@ -147,10 +159,17 @@ class RulesRunner(threading.Thread):
         clock: Callable[[], float] = time.time,
         grace: float = GRACE,
         settle: float = SETTLE,
+        stale: StaleOracle | None = None,
     ) -> None:
         super().__init__(name="rules", daemon=True)
         self.store = store
         self.clock = clock
+        self.stale = stale
+        #: Staleness of the resources DerivedEvents read, as of the last check.
+        self._stale_seen: dict[str, dict[str, Any]] = {}
+        self._stale_checked = float("-inf")  # monotonic
+        self._watched: set[str] = set()
+        self.stale_checks = 0
         self.grace = grace
         self.settle = settle
         self._wake = threading.Condition()
@@ -290,6 +309,8 @@ class RulesRunner(threading.Thread):
         got = self.store.cursor_of(EVENT_SOURCE)
         self.seq = got[1] if got is not None else 0
         self.core, self.hashes = core, hashes
+        self._watched = {k for k in core.read_by_derived if not _is_rule_key(k)}
+        self._stale_checked = float("-inf")  # look at the new set at once
         self._status_later &= set(hashes)  # a removed rule has no status to write
         self._pending_states = states
         self._removed = removed
@@ -297,13 +318,42 @@ class RulesRunner(threading.Thread):
         self._status_due = set(hashes)  # every rule's status, as it now is
 
     def _lookup(self, key: str) -> dict[str, Any] | None:
-        """A daemon-reported status from the store (rules' own come from the core)."""
+        """A daemon-reported status from the store (rules' own come from the core),
+        with ``stale`` when serve cannot keep it current (as of the last check)."""
         kind, _, name = key.partition("/")
         row = self.store.resource(kind, name)
+        stale = self._stale_seen.get(key)
         if row is None:
-            return None
+            return None if stale is None else {"stale": stale}
         status: dict[str, Any] = row["status"]
+        if stale is not None:
+            status = {**status, "stale": stale}
         return status
+
+    def _stale_changes(self, now: float) -> set[str]:
+        """The watched resources whose staleness changed since the last check (paced)."""
+        if self.stale is None or not self._watched:
+            return set()
+        mono = time.monotonic()
+        if mono - self._stale_checked < STALE_CHECK:
+            return set()
+        self._stale_checked = mono
+        self.stale_checks += 1
+        seen: dict[str, dict[str, Any]] = {}
+        if self._settled(now):  # before that, followers are reading statuses for the first time
+            for key in self._watched:
+                why = self.stale(key)
+                if why is not None:
+                    old = self._stale_seen.get(key)
+                    # The same reason is the same staleness (its message counts seconds).
+                    seen[key] = old if old is not None and old["reason"] == why["reason"] else why
+        changed = {
+            k
+            for k in seen.keys() | self._stale_seen.keys()
+            if (seen.get(k) or {}).get("reason") != (self._stale_seen.get(k) or {}).get("reason")
+        }
+        self._stale_seen = seen
+        return changed
 
     def _settled(self, now: float) -> bool:
         return now - self.started >= self.settle
@@ -320,23 +370,27 @@ class RulesRunner(threading.Thread):
             out += self._core().on_status(None, self.clock())
         rows = self._read()
         core = self._core()
-        due = core.next_deadline()
+        wants = core.wants
+        due: float | None = None
+        due_known = False  # next_deadline() only when a skipped event needs it
         for row in rows:
-            self.position = int(row[0])
-            if row[1] == EVENT_SOURCE:
-                continue  # stored by this consumer, cascade and all
-            self.consumed += 1
-            if not core.wants(row[3]):
+            if not wants(row[2]):
                 # No rule takes it: only its time matters (timers due before it fire).
-                if due is not None and row[2] > due:
-                    out += core.advance(float(row[2]))
+                if not due_known:
+                    due, due_known = core.next_deadline(), True
+                if due is not None and row[1] > due:
+                    out += core.advance(float(row[1]))
                     due = core.next_deadline()
                 continue
             ev = _event(row)
             if ev is not None:
                 out += core.feed(ev)
-                due = core.next_deadline()
+                due_known = False
+        if rows:
+            self.position = int(rows[-1][0])
+            self.consumed += len(rows)
         now = self.clock()
+        changed |= self._stale_changes(now)
         for key in sorted(changed):
             out += core.on_status(key, now)
         if self._settled(now):
@@ -349,7 +403,7 @@ class RulesRunner(threading.Thread):
 
     def _read(self) -> list[tuple[Any, ...]]:
         assert self._conn is not None
-        rows = self._conn.execute(_READ, (self.position, READ_LIMIT)).fetchall()
+        rows = self._conn.execute(_READ, (self.position, EVENT_SOURCE, READ_LIMIT)).fetchall()
         self._conn.commit()  # end the read transaction: the next read sees new commits
         return rows
 
@@ -362,6 +416,9 @@ class RulesRunner(threading.Thread):
             timeout = min(timeout, max(0.0, deadline + self.grace - now))
         if self._status_later:
             pace = self._status_at + STATUS_EVERY - time.monotonic()
+            timeout = min(timeout, max(0.0, pace))
+        if self.stale is not None and self._watched:
+            pace = self._stale_checked + STALE_CHECK - time.monotonic()
             timeout = min(timeout, max(0.0, pace))
         with self._wake:
             if not self._signalled and not self._stop_flag:
@@ -433,7 +490,7 @@ def _is_rule_key(key: str) -> bool:
 
 
 def _event(row: tuple[Any, ...]) -> Event | None:
-    _id, _source, t, topic, severity, reason, message, attributes = row
+    _id, t, topic, severity, reason, message, attributes = row
     try:
         attrs = json.loads(attributes)
     except ValueError:

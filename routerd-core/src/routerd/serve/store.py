@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
+import functools
 import json
 import logging
 from pathlib import Path
@@ -169,6 +170,30 @@ EVENT_COLUMNS = (
     "attributes",
 )
 INSERT_EVENT_SQL = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+#: Rows per multi-row INSERT (a power of two; 2,816 parameters, under SQLite's 32,766).
+ROWS_PER_INSERT = 256
+
+
+@functools.cache
+def _insert_sql(rows: int) -> str:
+    one = f"({', '.join('?' * len(EVENT_COLUMNS))})"
+    return f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES {', '.join([one] * rows)}"
+
+
+def insert_events(conn: sqlite3.Connection, values: list[tuple[Any, ...]]) -> None:
+    """Insert rows in order with multi-row INSERTs of 256, 128, ... 1 rows (a few
+    statements, all in sqlite3's statement cache).
+
+    Not executemany: it releases the GIL around every row's step and takes it
+    back, and beside any busy Python thread of serve (the rules engine, the API)
+    each take waits its turn; the store fell from 74,000 to 8,000 rows/s beside
+    one busy thread. This releases it once per 256 rows (docs/benchmarks.md, Rules).
+    """
+    done = 0
+    while done < len(values):
+        n = min(ROWS_PER_INSERT, 1 << ((len(values) - done).bit_length() - 1))
+        conn.execute(_insert_sql(n), [v for row in values[done : done + n] for v in row])
+        done += n
 
 
 def event_row(ev: Event, source: str, epoch: int) -> dict[str, Any]:
@@ -533,15 +558,13 @@ class EventStore:
         rows = [event_row(e, batch.source, batch.epoch) for e in batch.events if e.cursor > floor]
         tally.duplicates += len(batch.events) - len(rows)
         if rows:
-            # One executemany (peewee builds SQL per row at ~150 us each). The
-            # cursor floor above already removed what is stored, so a unique
-            # violation means something else wrote: undo the executemany (a
+            # A few multi-row INSERTs (peewee builds SQL per row at ~150 us each).
+            # The cursor floor above already removed what is stored, so a unique
+            # violation means something else wrote: undo the inserts (a
             # savepoint) and fall back row by row.
             conn.execute("SAVEPOINT batch")
             try:
-                conn.executemany(
-                    INSERT_EVENT_SQL, [tuple(r[c] for c in EVENT_COLUMNS) for r in rows]
-                )
+                insert_events(conn, [tuple(r[c] for c in EVENT_COLUMNS) for r in rows])
                 last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
                 conn.execute("RELEASE batch")
                 for offset, row in enumerate(rows):

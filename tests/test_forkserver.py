@@ -23,6 +23,7 @@ from routerd.client import UnixClient
 from routerd.serve.forkserver import daemon_comm
 from routerd.serve.forkserver import daemon_title
 from routerd.serve.forkserver import process_starttime
+from routerd.testing.daemon import pids_holding
 from routerd.testing.daemon import poll
 from routerd.testing.daemon import resource
 from routerd.testing.daemon import router_config
@@ -125,27 +126,11 @@ def lab(tmp_path: Path) -> Iterator[Any]:
                 sp.stop()
             except AssertionError as exc:
                 failures.append(str(exc))
-        leftover = holding(base / "state")
+        leftover = pids_holding(base / "state")
         for pid in leftover:
             os.kill(pid, signal.SIGKILL)
         assert not failures, failures
         assert not leftover, f"processes outlived routerd serve: {leftover}"
-
-
-def holding(directory: Path) -> list[int]:
-    """PIDs with a file open below ``directory`` (a daemon keeps its event log open)."""
-    found = []
-    prefix = str(directory) + "/"
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            targets = [os.readlink(fd) for fd in (entry / "fd").iterdir()]
-        except OSError:
-            continue
-        if any(t.startswith(prefix) for t in targets):
-            found.append(int(entry.name))
-    return found
 
 
 def observed(sp: ServeProcess, kind: str, name: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from routerd.client import UnixClient
+from routerd.testing.daemon import pids_holding
 from routerd.testing.daemon import poll
 from routerd.testing.daemon import resource
 from routerd.testing.daemon import router_config
@@ -71,14 +72,17 @@ def serve(tmp_path: Path) -> Iterator[Any]:
                 sp.stop()
             except AssertionError as exc:
                 failures.append(str(exc))
-        # Nothing routerd started may outlive the test.
+        # Nothing routerd started may outlive the test: exec'd daemons name
+        # the runtime dir in their command line, forked ones hold their
+        # event logs open in the state dir.
         leftover = subprocess.run(
             ["pgrep", "-f", f"--runtime-dir {base}/run"], capture_output=True, text=True
         )
-        for pid in leftover.stdout.split():
-            os.kill(int(pid), signal.SIGKILL)
+        pids = {int(pid) for pid in leftover.stdout.split()} | set(pids_holding(base / "state"))
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
         assert not failures, failures
-        assert not leftover.stdout.strip(), f"daemons outlived routerd serve: {leftover.stdout}"
+        assert not pids, f"daemons outlived routerd serve: {sorted(pids)}"
 
 
 def cursors(sp: ServeProcess, source: str) -> list[int]:

@@ -319,6 +319,8 @@ class ForkServer:
             if changed is not None:
                 send(self.control, {"op": "stale", "id": rid, "changed": changed})
                 return False
+            for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
+                stream.flush()
             pid = os.fork()
         except Exception as exc:
             for fd in fds:

@@ -113,6 +113,27 @@ def poll(condition: Callable[[], Any], timeout: float, what: str, interval: floa
         time.sleep(interval)
 
 
+def pids_holding(directory: Path) -> list[int]:
+    """PIDs with a file open below ``directory``.
+
+    A daemon keeps its event log open in its state directory, however it was
+    started: this finds forked daemons (named ``routerd: <kind> <name>``,
+    with no paths in their command line) as well as exec'd ones.
+    """
+    prefix = str(directory) + "/"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            targets = [os.readlink(fd) for fd in (entry / "fd").iterdir()]
+        except OSError:
+            continue  # gone, or not ours to read
+        if any(t.startswith(prefix) for t in targets):
+            found.append(int(entry.name))
+    return found
+
+
 def stop_process(
     proc: subprocess.Popen[bytes] | ForkedProcess | None,
     timeout: float,

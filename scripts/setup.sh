@@ -58,7 +58,7 @@ if [ ! -x .tools/bin/uv ]; then
   .tools/bin/pip install -q --disable-pip-version-check 'uv>=0.4,<1'
 fi
 .tools/bin/uv sync --python "$PYTHON" --quiet
-.venv/bin/python -c 'import routerd, routerd_healthcheck, routerctl' 
+.venv/bin/python -c 'import routerd, routerd_healthcheck, routerd_pppoe, routerctl' 
 # Bytecode for everything installed and for the workspace sources: uv writes
 # none, PYTHONDONTWRITEBYTECODE=1 is set on these machines and a hardened unit
 # (ProtectSystem=strict) could not write it at run time, so without it every

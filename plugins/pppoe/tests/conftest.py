@@ -1,18 +1,30 @@
 """Shared pieces of the PPPoE tests: a fake clock harness around the sans-I/O
-core, and builders for what an access concentrator sends.
+core, builders for what an access concentrator sends, and the scapy access
+concentrator in a namespace pair.
 
-Tests get them through fixtures (``harness``, ``ac``) because test modules are
-imported in importlib mode and cannot import each other.
+Tests get them through fixtures (``harness``, ``ac_frames``, ``pair``, ``ac``,
+``password_file``) because test modules are imported in importlib mode and
+cannot import each other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
+import json
+from pathlib import Path
 import random
+import socket
+import sys
 from typing import Any
 
 import pytest
+from routerd.testing.daemon import poll
+from routerd.testing.netns import Lab
+from routerd.testing.netns import ManagedProcess
+from routerd.testing.netns import Netns
+from routerd.testing.netns import require_netns_prereqs
 from routerd_pppoe.codec import Code
 from routerd_pppoe.codec import Discovery
 from routerd_pppoe.codec import Tag
@@ -240,5 +252,95 @@ def harness() -> Callable[..., Harness]:
 
 
 @pytest.fixture
-def ac() -> AcBuilder:
+def ac_frames() -> AcBuilder:
     return AcBuilder()
+
+
+# -- the scapy access concentrator in a namespace pair (test_lab, test_conformance) -------
+
+AC_SCRIPT = Path(__file__).with_name("scapy_ac.py")
+LAB_PASSWORD = "Pw-7f3a-correct-horse"
+LAB_USERNAME = "user@isp.example"
+
+
+class AcControl:
+    """The test's side of the scapy AC's control socket."""
+
+    def __init__(self, path: Path, proc: ManagedProcess) -> None:
+        self.path = path
+        self.proc = proc
+
+    def call(self, cmd: str, **fields: Any) -> dict[str, Any]:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(str(self.path))
+            s.sendall(json.dumps({"cmd": cmd, **fields}).encode() + b"\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        reply: dict[str, Any] = json.loads(buf)
+        assert reply.get("ok"), reply
+        return reply
+
+    def configure(self, **fields: Any) -> None:
+        self.call("configure", **fields)
+
+    def log(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("status")["log"]
+        return result
+
+    def wait(self, what: str, predicate: Any, timeout: float = 10.0) -> dict[str, Any]:
+        found: list[dict[str, Any]] = []
+
+        def check() -> bool:
+            log = self.log()
+            if predicate(log):
+                found.append(log)
+                return True
+            return False
+
+        poll(check, timeout, f"the AC to see {what}")
+        return found[0]
+
+
+class Pair:
+    def __init__(self, lab: Lab, client: Netns, acns: Netns, ac: AcControl, base: Path) -> None:
+        self.lab = lab
+        self.client = client
+        self.acns = acns
+        self.ac = ac
+        self.base = base
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    require_netns_prereqs(["ip"])
+    base = tmp_path_factory.mktemp("pppoe-lab")
+    with Lab() as lab:
+        client, acns = lab.netns(), lab.netns()
+        lab.veth(client, "wan0", acns, "ac0", mac_a="02:00:00:00:00:01", mac_b="02:00:00:00:ac:01")
+        control = base / "ac.sock"
+        proc = lab.spawn(
+            acns, [sys.executable, str(AC_SCRIPT), "ac0", str(control)], base / "ac.log"
+        )
+        proc.wait_for_log("ready", timeout=30)
+        yield Pair(lab, client, acns, AcControl(control, proc), base)
+
+
+@pytest.fixture
+def ac(pair: Pair) -> Iterator[AcControl]:
+    pair.ac.call("reset")
+    pair.ac.configure(password=LAB_PASSWORD, username=LAB_USERNAME)
+    yield pair.ac
+    assert pair.ac.proc.alive(), pair.ac.proc.log_text()[-2000:]
+
+
+@pytest.fixture
+def password_file(tmp_path: Path) -> Path:
+    path = tmp_path / "isp.password"
+    path.write_text(LAB_PASSWORD + "\n")
+    path.chmod(0o600)
+    return path

@@ -172,14 +172,22 @@ class NetApplier:
         valid: float | None = None,
         preferred: float | None = None,
         broadcast: str | None = None,
+        peer: str | None = None,
     ) -> None:
-        """Add or refresh ``cidr`` on ``ifname`` with lifetimes in seconds."""
+        """Add or refresh ``cidr`` on ``ifname`` with lifetimes in seconds.
+
+        ``peer`` makes it a point-to-point address (``ip addr add LOCAL peer
+        PEER``, as on a PPP link): ``cidr`` is then the local address and
+        its prefix length applies to the peer.
+        """
         iface = ipaddress.ip_interface(cidr)
         kwargs: dict[str, Any] = {
             "index": self._index(ifname),
             "address": str(iface.ip),
             "prefixlen": iface.network.prefixlen,
         }
+        if peer is not None:
+            kwargs.update(local=str(iface.ip), address=peer)
         if valid is not None:
             kwargs["valid_lft"] = max(0, int(valid))
             kwargs["preferred_lft"] = max(
@@ -189,15 +197,19 @@ class NetApplier:
             kwargs["broadcast"] = broadcast
         self._call(f"add address {cidr} on {ifname}", self._ipr.addr, "replace", **kwargs)
 
-    def remove_address(self, ifname: str, cidr: str) -> bool:
-        """Remove ``cidr``; False when it (or the interface) was already gone."""
+    def remove_address(self, ifname: str, cidr: str, *, peer: str | None = None) -> bool:
+        """Remove ``cidr`` (with its ``peer``, if it was added with one);
+        False when it (or the interface) was already gone."""
         found = self._ipr.link_lookup(ifname=ifname)
         if not found:
             return False
         iface = ipaddress.ip_interface(cidr)
+        extra = {"local": str(iface.ip), "address": peer} if peer is not None else {}
         try:
             self._ipr.addr(
-                "del", index=found[0], address=str(iface.ip), prefixlen=iface.network.prefixlen
+                "del",
+                index=found[0],
+                **{"address": str(iface.ip), "prefixlen": iface.network.prefixlen, **extra},
             )
         except Exception as exc:
             if _code(exc) in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):

@@ -70,6 +70,14 @@ class DaemonContext(Protocol):
     wall: Callable[[], float]
     log: logging.Logger
 
+    def add_secret(self, value: str) -> None:
+        """Keep ``value`` out of every output from now on, like a secret spec field.
+
+        For secrets an engine reads at run time (the PPPoE password from its
+        ``passwordFile``): call it before the value can reach a message.
+        """
+        ...
+
 
 class DaemonEngine:
     """Base class of a protocol engine. Override what you need.

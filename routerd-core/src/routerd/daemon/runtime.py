@@ -112,6 +112,9 @@ class _Context:
             )
         self._runtime.emit(topic, reason=reason, message=message, severity=severity, **attributes)
 
+    def add_secret(self, value: str) -> None:
+        self._runtime.scrubber.add([value])
+
 
 class DaemonRuntime:
     """Everything one daemon process runs."""

@@ -191,6 +191,27 @@ def test_flapping_check_fires_a_window_and_wan_ready_follows_it(serve: Any) -> N
             check=True,
         ).stdout
         assert "EventRule/flapping" in out and "DerivedEvent/wan-ready" in out
+        described = subprocess.run(
+            [
+                *(sys.executable, "-m", "routerctl", "--runtime-dir", str(sp.runtime_dir)),
+                *("describe", "DerivedEvent/wan-ready"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "Engine:     routerd serve (rules)" in described, described
+        assert "None" not in described.split("Spec:")[0], described  # no daemon, no pid
+
+        # They have no commands: a clear refusal, not "no resource".
+        for ref, command in (("EventRule/flapping", "renew"), ("DerivedEvent/wan-ready", "stop")):
+            resp = sp.post(f"resources/{ref}/commands/{command}")
+            body = resp.json()
+            assert resp.status == 404 and body["title"] == "Unknown command", body
+            assert f"{ref} takes no commands" in body["description"], body
+        assert sp.post("resources/EventRule/nope/commands/renew").json()["title"] == (
+            "Unknown resource"
+        )
     finally:
         internet.down()
         gateway.down()

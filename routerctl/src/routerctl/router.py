@@ -206,7 +206,10 @@ def describe_page(item: Mapping[str, Any], now: float) -> str:
         f"Resource:   {ref.get('kind')}/{ref.get('name')} ({ref.get('apiVersion')})",
         f"Phase:      {item.get('phase')} since {short_time(item.get('since'))} ({age(item.get('since'), now)} ago)",
         f"Daemon:     {item.get('daemonKind')} {daemon.get('state')} pid {daemon.get('pid')} "
-        f"restarts {daemon.get('restarts')}",
+        f"restarts {daemon.get('restarts')}"
+        if daemon
+        # No process of its own: EventRule and DerivedEvent run inside routerd serve.
+        else f"Engine:     routerd serve ({item.get('daemonKind')})",
         "Spec:",
     ]
     lines += [f"  {k}: {compact(v)}" for k, v in (item.get("spec") or {}).items()]

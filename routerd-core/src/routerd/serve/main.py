@@ -327,6 +327,10 @@ class RouterdServe:
             "since": rfc3339(since) if since is not None else None,
         }
 
+    def _configured(self, key: str) -> bool:
+        config = self.config
+        return config is not None and any(r.ref == key for r in config.resources)
+
     def _stale_of(self, key: str) -> dict[str, Any] | None:
         """The staleness the rules engine gives DerivedEvents reading ``<Kind>/<name>``.
 
@@ -509,6 +513,13 @@ class RouterdServe:
     ) -> tuple[int, Any]:
         key = f"{kind}/{name}"
         child = self.supervisor.children.get(key)
+        if child is None and kind in serve_kinds() and self._configured(key):
+            # serve's own kinds have no daemon to forward to, and no commands of their own.
+            return 404, {
+                "title": "Unknown command",
+                "description": f"{key} takes no commands ({command!r} is not one): {kind} runs "
+                "inside routerd serve, with no daemon; a changed spec is applied by reload",
+            }
         if child is None:
             return 404, {"title": "Unknown resource", "description": f"no resource {key}"}
         if command == "start":

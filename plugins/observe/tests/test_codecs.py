@@ -516,3 +516,43 @@ def test_the_raw_prefilter_keeps_every_possible_match() -> None:
     assert not passes(address="198.51.100.9")
     assert not passes(port=444) and not passes(state="TIME_WAIT")
     assert not passes(address="192.168.50.2", port=80)
+
+
+@given(
+    sport=st.integers(1, 65535),
+    dport=st.integers(1, 65535),
+    counters=st.integers(0, 2**64 - 1),
+    status=st.integers(0, 2**32 - 1),
+    mark=st.integers(0, 2**32 - 1),
+    cut=st.integers(0, 300),
+    junk=st.binary(max_size=40),
+)
+@settings(max_examples=400, deadline=None)
+def test_the_fast_path_decodes_exactly_what_the_generic_decoder_does(
+    sport: int, dport: int, counters: int, status: int, mark: int, cut: int, junk: bytes
+) -> None:
+    raw = _pyroute2_entry(
+        sport=sport,
+        dport=dport,
+        orig_bytes=counters,
+        reply_bytes=counters,
+        status=status,
+        mark=mark,
+    )
+    for data in (raw, raw[: 20 + cut % (len(raw) - 20)] + junk):
+        data = struct.pack("=I", len(data)) + data[4:]
+        try:
+            (msg,) = nl.messages(data)
+        except (nl.MalformedMessage, ValueError):
+            continue
+        for _ in range(2):  # the second decode takes the learned layout
+            try:
+                fam, _v, _r, body = nl.nfgen(msg)
+                reference: ct.CtEntry | None = ct.decode_generic(fam, body, "new")
+            except nl.MalformedMessage:
+                reference = None
+            try:
+                got: ct.CtEntry | None = ct.decode_entry(msg, "new")
+            except nl.MalformedMessage:
+                got = None
+            assert got == reference

@@ -263,6 +263,17 @@ def decode_entry(msg: nl.Message, event: str = "dump") -> CtEntry:
     :raises MalformedMessage: anything that does not decode.
     """
     family, _version, _res, body = nl.nfgen(msg)
+    data = bytes(body)
+    fast = _LAYOUTS.decode(family, data, event)
+    if fast is not None:
+        return fast
+    entry = decode_generic(family, memoryview(data), event)
+    _LAYOUTS.learn(family, data)
+    return entry
+
+
+def decode_generic(family: int, body: memoryview, event: str) -> CtEntry:
+    """The attribute-by-attribute decoder (the reference for the fast path)."""
     a = nl.attrs(body)
     if CTA_TUPLE_ORIG not in a:
         raise MalformedMessage("conntrack message without an original tuple")
@@ -370,3 +381,179 @@ def prefilter(
     if state is not None and state in TCP_STATES:
         groups.append((struct.pack("=HHB", 5, CTA_PROTOINFO_TCP_STATE, TCP_STATES.index(state)),))
     return groups
+
+
+# -- the fast path ----------------------------------------------------------------
+#: Leaf attributes the entry is built from: path of attribute types -> (field, format).
+_LEAVES: dict[tuple[int, ...], tuple[str, str]] = {}
+for _side, _top in (("o", CTA_TUPLE_ORIG), ("r", CTA_TUPLE_REPLY)):
+    _LEAVES[(_top, CTA_TUPLE_IP, CTA_IP_V4_SRC)] = (f"{_side}.src4", "4s")
+    _LEAVES[(_top, CTA_TUPLE_IP, CTA_IP_V4_DST)] = (f"{_side}.dst4", "4s")
+    _LEAVES[(_top, CTA_TUPLE_IP, CTA_IP_V6_SRC)] = (f"{_side}.src6", "16s")
+    _LEAVES[(_top, CTA_TUPLE_IP, CTA_IP_V6_DST)] = (f"{_side}.dst6", "16s")
+    _LEAVES[(_top, CTA_TUPLE_PROTO, CTA_PROTO_NUM)] = (f"{_side}.proto", "B")
+    _LEAVES[(_top, CTA_TUPLE_PROTO, CTA_PROTO_SRC_PORT)] = (f"{_side}.sport", "H")
+    _LEAVES[(_top, CTA_TUPLE_PROTO, CTA_PROTO_DST_PORT)] = (f"{_side}.dport", "H")
+for _leaf, _fmt in (
+    ((CTA_STATUS,), ("status", "I")),
+    ((CTA_ID,), ("id", "I")),
+    ((CTA_MARK,), ("mark", "I")),
+    ((CTA_ZONE,), ("zone", "H")),
+    ((CTA_TIMEOUT,), ("timeout", "I")),
+    ((CTA_USE,), ("use", "I")),
+    ((CTA_PROTOINFO, CTA_PROTOINFO_TCP, CTA_PROTOINFO_TCP_STATE), ("tcp_state", "B")),
+    ((CTA_COUNTERS_ORIG, CTA_COUNTERS_PACKETS), ("op", "Q")),
+    ((CTA_COUNTERS_ORIG, CTA_COUNTERS_BYTES), ("ob", "Q")),
+    ((CTA_COUNTERS_REPLY, CTA_COUNTERS_PACKETS), ("rp", "Q")),
+    ((CTA_COUNTERS_REPLY, CTA_COUNTERS_BYTES), ("rb", "Q")),
+    ((CTA_TIMESTAMP, CTA_TIMESTAMP_START), ("start", "Q")),
+    ((CTA_TIMESTAMP, CTA_TIMESTAMP_STOP), ("stop", "Q")),
+):
+    _LEAVES[_leaf] = _fmt
+#: Nested attributes the walk descends into.
+_NESTED = {
+    (CTA_TUPLE_ORIG,), (CTA_TUPLE_REPLY,), (CTA_PROTOINFO,), (CTA_PROTOINFO, CTA_PROTOINFO_TCP),
+    (CTA_COUNTERS_ORIG,), (CTA_COUNTERS_REPLY,), (CTA_TIMESTAMP,),
+    (CTA_TUPLE_ORIG, CTA_TUPLE_IP), (CTA_TUPLE_ORIG, CTA_TUPLE_PROTO),
+    (CTA_TUPLE_REPLY, CTA_TUPLE_IP), (CTA_TUPLE_REPLY, CTA_TUPLE_PROTO),
+}  # fmt: skip
+_SIZES = {"B": 1, "H": 2, "I": 4, "Q": 8, "4s": 4, "16s": 16}
+
+
+class _Layout:
+    """Where every attribute header and known value sits in one message shape.
+
+    Messages of one kind (an IPv4 UDP flow's DESTROY) have identical
+    attribute layouts: once learned, checking all headers is one
+    ``unpack_from`` and a tuple comparison, and reading every value another.
+    Any difference (a header elsewhere, another length or type) falls back
+    to the generic decoder, so the fast path decodes exactly what it would.
+    """
+
+    def __init__(
+        self, headers: list[int], values: list[tuple[int, str, str]], expected: tuple[int, ...]
+    ) -> None:
+        self.headers = struct.Struct("=" + _fmt_at(headers, "HH", 4))
+        self.expected = expected
+        self.fields = [name for _off, name, _fmt in values]
+        self.values = struct.Struct(
+            "!" + _fmt_at([off for off, _n, _f in values], [f for _o, _n, f in values], None)
+        )
+
+
+def _fmt_at(offsets: list[int], fmts: str | list[str], size: int | None) -> str:
+    out = []
+    pos = 0
+    for i, off in enumerate(offsets):
+        fmt = fmts if isinstance(fmts, str) else fmts[i]
+        width = size if size is not None else _SIZES[fmt]
+        out.append(f"{off - pos}x{fmt}" if off > pos else fmt)
+        pos = off + width
+    return "".join(out)
+
+
+def _walk(
+    data: bytes,
+    start: int,
+    stop: int,
+    path: tuple[int, ...],
+    headers: list[int],
+    expected: list[int],
+    values: list[tuple[int, str, str]],
+) -> None:
+    off = start
+    while stop - off >= 4:
+        length, atype = struct.unpack_from("=HH", data, off)
+        if length < 4 or length > stop - off:
+            raise MalformedMessage("bad attribute length")
+        headers.append(off)
+        expected.extend((length, atype))
+        here = (*path, atype & nl.NLA_TYPE_MASK)
+        leaf = _LEAVES.get(here)
+        if here in _NESTED:
+            _walk(data, off + 4, off + length, here, headers, expected, values)
+        elif leaf is not None and length - 4 >= _SIZES[leaf[1]]:
+            values.append((off + 4, leaf[0], leaf[1]))
+        off += (length + 3) & ~3
+
+
+class _Layouts:
+    MAX = 64
+
+    def __init__(self) -> None:
+        self.by_key: dict[tuple[int, int], list[_Layout]] = {}
+        self.count = 0
+
+    def learn(self, family: int, data: bytes) -> None:
+        if self.count >= self.MAX:
+            return
+        headers: list[int] = []
+        expected: list[int] = []
+        values: list[tuple[int, str, str]] = []
+        try:
+            _walk(data, 0, len(data), (), headers, expected, values)
+        except (MalformedMessage, struct.error):
+            return
+        if not headers or len(headers) > 200 or not any(n == "o.sport" for _o, n, _f in values):
+            return  # ICMP and odd shapes stay with the generic decoder
+        self.by_key.setdefault((family, len(data)), []).append(
+            _Layout(headers, values, tuple(expected))
+        )
+        self.count += 1
+
+    def decode(self, family: int, data: bytes, event: str) -> CtEntry | None:
+        for layout in self.by_key.get((family, len(data)), ()):
+            if layout.headers.unpack_from(data) == layout.expected:
+                return _build(
+                    family,
+                    dict(zip(layout.fields, layout.values.unpack_from(data), strict=True)),
+                    event,
+                )
+        return None
+
+
+def _tuple_of(v: dict[str, Any], side: str) -> Tuple | None:
+    if f"{side}.src4" in v and f"{side}.dst4" in v:
+        src = socket.inet_ntop(socket.AF_INET, v[f"{side}.src4"])
+        dst = socket.inet_ntop(socket.AF_INET, v[f"{side}.dst4"])
+    elif f"{side}.src6" in v and f"{side}.dst6" in v:
+        src = str(ipaddress.IPv6Address(v[f"{side}.src6"]))
+        dst = str(ipaddress.IPv6Address(v[f"{side}.dst6"]))
+    else:
+        return None
+    proto = v.get(f"{side}.proto")
+    if proto is None:
+        return None
+    sport = v.get(f"{side}.sport")
+    return Tuple(src, dst, proto, sport, v.get(f"{side}.dport", 0) if sport is not None else None)
+
+
+def _build(family: int, v: dict[str, Any], event: str) -> CtEntry | None:
+    orig = _tuple_of(v, "o")
+    if orig is None or orig.sport is None:
+        return None  # ICMP and other shapes: the generic decoder
+    n = v.get("tcp_state")
+    counters = "op" in v and "ob" in v
+    rcounters = "rp" in v and "rb" in v
+    return CtEntry(
+        event=event,
+        family=family,
+        orig=orig,
+        reply=_tuple_of(v, "r"),
+        status=v.get("status", 0),
+        id=v.get("id"),
+        mark=v.get("mark", 0),
+        zone=v.get("zone", 0),
+        timeout=v.get("timeout"),
+        tcp_state=None if n is None else TCP_STATES[n] if n < len(TCP_STATES) else str(n),
+        orig_packets=v["op"] if counters else None,
+        orig_bytes=v["ob"] if counters else None,
+        reply_packets=v["rp"] if rcounters else None,
+        reply_bytes=v["rb"] if rcounters else None,
+        start_ns=v.get("start"),
+        stop_ns=v.get("stop"),
+        use=v.get("use"),
+    )
+
+
+_LAYOUTS = _Layouts()

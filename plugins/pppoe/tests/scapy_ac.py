@@ -129,6 +129,7 @@ class Session:
         self.ipv6cp_started = False
         self.magic = os.urandom(4)
         self.naked_mru = False
+        self.max_payload = False  # RFC 4638 in force: MRU 1500, not requested
 
 
 class AC:
@@ -276,6 +277,7 @@ class AC:
         sid = self.next_sid
         self.next_sid += 1
         s = Session(sid, client, dst, now)
+        s.max_payload = bool(self.cfg["max_payload"] and 0x0120 in tags)
         s.lcp_start_at = now + float(self.cfg["lcp_delay"])
         self.sessions[sid] = s
         self.log["sessions"].append({"sid": sid, "ac": names[dst], "at": now})
@@ -333,7 +335,7 @@ class AC:
 
     # -- PPP -----------------------------------------------------------------------------
     def lcp_options(self, s: Session) -> list[tuple[int, bytes]]:
-        opts = [(1, (1492).to_bytes(2, "big"))]
+        opts = [] if s.max_payload else [(1, (1492).to_bytes(2, "big"))]
         if self.cfg["auth"] == "pap":
             opts.append((3, (PAP).to_bytes(2, "big")))
         elif self.cfg["auth"] == "chap":
@@ -599,6 +601,8 @@ class AC:
                             data, addr = self.sock.recvfrom(65536)
                         except BlockingIOError:
                             break
+                        except OSError:
+                            break  # ENETDOWN while a test holds the link down
                         if addr[2] == 4:  # PACKET_OUTGOING: our own
                             continue
                         try:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from routerd.testing.conformance import ConformanceTarget
 from routerd.testing.conformance import DaemonConformance
+from routerd.testing.daemon import DaemonFactory
 from routerd.testing.daemon import DaemonProcess
 from routerd.testing.daemon import resource
 from routerd.testing.daemon import router_config
@@ -22,6 +23,20 @@ pytestmark = pytest.mark.netns
 
 
 class TestPppoeConformance(DaemonConformance):
+    @pytest.fixture
+    def daemon(
+        self, conformance_target: ConformanceTarget, routerd_daemon: DaemonFactory
+    ) -> DaemonProcess:
+        # As the suite's own fixture, then wait for the session: a daemon still
+        # dialing emits events between two requests of a test (test_events_tail
+        # reads the head, then the events, and expects nothing new in between).
+        t = conformance_target
+        daemon = routerd_daemon(
+            t.daemon_kind, t.config, t.resource, netns=t.netns, env=t.env, launch=t.launch
+        )
+        daemon.wait_for_phase("Up", timeout=15)
+        return daemon
+
     @pytest.fixture
     def conformance_target(
         self, pair: Any, ac: Any, password_file: Path, tmp_path: Path

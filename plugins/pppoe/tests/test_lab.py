@@ -375,6 +375,57 @@ def test_sigkill_then_restart_closes_the_stale_session_first(
     assert padt["at"] < new[0]["at"]  # the PADT went out before the new session's PADR
 
 
+def test_carrier_loss_ends_the_session_and_carrier_redials(
+    routerd_daemon: DaemonFactory, pair: Any, ac: Any, password_file: Path, tmp_path: Path
+) -> None:
+    daemon = start(routerd_daemon, pair, spec(password_file, tmp_path))
+    daemon.wait_for_phase("Up", timeout=15)
+    cursor = daemon.head()
+    pair.acns.link_set("ac0", False)  # the cable: wan0 loses carrier
+    try:
+        down = daemon.wait_for_event("routerd.pppoe.client.session.down", since=cursor, timeout=5)
+        assert down["attributes"]["exitReason"] == "HANGUP"
+        assert down["attributes"]["detail"] == "carrier_lost"
+        res = daemon.wait_for_phase("Pending", timeout=5)
+        assert res["observed"]["state"] == "LINK_DOWN"
+        assert PPP_IF not in pair.client.links()
+    finally:
+        pair.acns.link_set("ac0", True)
+    daemon.wait_for_event("routerd.pppoe.client.session.up", since=cursor, timeout=10)
+
+
+def test_ppp_max_payload_gives_mtu_1500_on_a_1508_ethernet(
+    routerd_daemon: DaemonFactory, pair: Any, ac: Any, password_file: Path, tmp_path: Path
+) -> None:
+    # RFC 4638: with PPP-Max-Payload echoed and an Ethernet MTU of 1508, a
+    # full 1500-byte IP packet goes through the session unfragmented.
+    ac.configure(max_payload=True)
+    for ns, ifname in ((pair.client, "wan0"), (pair.acns, "ac0")):
+        ns.ip("link", "set", "dev", ifname, "mtu", "1508")
+    try:
+        daemon = start(routerd_daemon, pair, spec(password_file, tmp_path, mtu=1500))
+        res = daemon.wait_for_phase("Up", timeout=15)
+        obs = res["observed"]
+        assert (obs["maxPayload"], obs["mtu"], obs["mru"]) == (1500, 1500, 1500)
+        assert ac.log()["padr_max_payload"] == [1500]
+        assert pair.client.link(PPP_IF)["mtu"] == 1500
+        result = pair.client.run(
+            ["ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1472", "198.51.100.1"], check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        daemon.stop()
+    finally:
+        for ns, ifname in ((pair.client, "wan0"), (pair.acns, "ac0")):
+            ns.ip("link", "set", "dev", ifname, "mtu", "1500")
+    # Back on a 1500 Ethernet the same spec asks for no more than 1492.
+    ac.call("reset")
+    ac.configure(password=PASSWORD, max_payload=True)
+    daemon = start(routerd_daemon, pair, spec(password_file, tmp_path, mtu=1500))
+    obs = daemon.wait_for_phase("Up", timeout=15)["observed"]
+    assert (obs["maxPayload"], obs["mtu"]) == (None, 1492)
+    assert ac.log()["padr_max_payload"] == [None]
+
+
 # -- configuration and ownership ---------------------------------------------------------------
 
 

@@ -218,10 +218,14 @@ class PPPoEClientEngine(DaemonEngine):
 
     def _refresh_password(self) -> None:
         """Re-read the password at each dial, as pppd reads its secrets at each
-        authentication: a rotated password needs no restart and no reload."""
+        authentication: a rotated password needs no restart and no reload.
+        The Ethernet MTU is looked at again too (it bounds RFC 4638)."""
         core = self.core
         if core is None or self.password is None:
             return
+        mtu = self._session_mtu()
+        if core.config.mtu != mtu:
+            core.config = dataclasses.replace(core.config, mtu=mtu)
         try:
             password = read_password(self.spec.password_file)
         except PasswordFileError as exc:
@@ -502,6 +506,13 @@ class PPPoEClientEngine(DaemonEngine):
             self.disc = None
 
     # -- the protocol core ---------------------------------------------------------
+    def _session_mtu(self) -> int:
+        """``mtu``, at most what the Ethernet carries: 8 bytes go to the PPPoE
+        and PPP headers, so RFC 4638's 1500 needs an Ethernet MTU of 1508."""
+        if self.link.mtu is None:
+            return self.spec.mtu
+        return max(576, min(self.spec.mtu, self.link.mtu - 8))
+
     def _client_config(self, mac: bytes, password: bytes) -> ClientConfig:
         spec = self.spec
         return ClientConfig(
@@ -511,7 +522,7 @@ class PPPoEClientEngine(DaemonEngine):
             auth_methods=spec.auth_methods,
             service_name=spec.service_name,
             ac_name=spec.ac_name,
-            mtu=spec.mtu,
+            mtu=self._session_mtu(),
             ipv6=spec.ipv6,
             want_dns=spec.use_peer_dns,
             echo_interval=spec.lcp_echo_interval,

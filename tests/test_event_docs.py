@@ -7,6 +7,9 @@ import re
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPIC = re.compile(r"""["'`](routerd\.[a-z0-9_-]+(?:\.[a-z0-9_-]+){2,})["'`]""")
+#: Sphinx cross-references (:func:`routerd.daemon.listen.bind_listener`) name
+#: code, not topics, though they look alike.
+XREF = re.compile(r":(?:func|meth|class|mod|attr|data|exc):$")
 SOURCES = [ROOT / "routerd-core" / "src", *sorted((ROOT / "plugins").glob("*/src"))]
 
 
@@ -16,7 +19,12 @@ def code_topics() -> set[str]:
         for path in base.rglob("*.py"):
             if "testing" in path.parts:
                 continue
-            found.update(m.group(1) for m in TOPIC.finditer(path.read_text()))
+            text = path.read_text()
+            found.update(
+                m.group(1)
+                for m in TOPIC.finditer(text)
+                if not XREF.search(text, max(0, m.start() - 8), m.start())
+            )
     return found
 
 

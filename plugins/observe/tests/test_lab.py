@@ -535,12 +535,17 @@ def test_a_lost_burst_is_counted_and_its_flows_closed(olab: ObserveLab) -> None:
     script = olab.rl.workdir / "burst.py"
     script.write_text(BURST)
     pid = olab.serve.daemon("FlowLog", "lan")["pid"]
+    # 400 flows the observer knows (from its next table dump, every 2 s here).
+    olab.rl.lan.run(["python3", str(script), WAN_HOST, "30000", "400"], timeout=60)
+    poll(
+        lambda: olab.observed("flow-log", "lan")["source"]["openFlows"] >= 400 or None,
+        10,
+        "the flow log to know the 400 flows",
+    )
     before = olab.observed("flow-log", "lan")
     os.kill(pid, signal.SIGSTOP)  # the observer stalls; the kernel queues, then drops
     try:
-        # 400 flows whose NEW fits the 1 MiB buffer, then a burst that does not,
-        # then every DESTROY (lost too).
-        olab.rl.lan.run(["python3", str(script), WAN_HOST, "30000", "400"], timeout=60)
+        # A burst, then every DESTROY at once: far more than the 1 MiB buffer.
         olab.rl.lan.run(["python3", str(script), WAN_HOST, "31000", "20000"], timeout=60)
         olab.rl.router.run(["conntrack", "-F"], timeout=20)
     finally:
@@ -552,8 +557,6 @@ def test_a_lost_burst_is_counted_and_its_flows_closed(olab: ObserveLab) -> None:
         assert olab.serve.get("status").status == 200
         latencies.append(time.monotonic() - t0)
         obs = olab.observed("flow-log", "lan")
-        # NEW events still queued when the resync dump ran open flows that the
-        # next dump (every 2 s here) closes: wait for the count to get there.
         done = (
             obs["enobufs"] > before["enobufs"]
             and obs["source"]["missedDestroys"] - before["source"]["missedDestroys"] >= 100

@@ -247,11 +247,14 @@ class FlowLogEngine(ObserverEngine):
         if self.spec.accounting:
             self.accounting_problems = conntrack.enable_accounting()
         size = parse_size(self.spec.receive_buffer)
+        # With kernel timestamps a DESTROY (and every dump) carries the
+        # flow's start: NEW events would only cost CPU under load. Without
+        # them, NEW gives the start time.
+        groups = [("destroy", ct.NFNLGRP_CONNTRACK_DESTROY)]
+        if not self.spec.accounting:
+            groups.append(("new", ct.NFNLGRP_CONNTRACK_NEW))
         try:
-            for kind, group in (
-                ("destroy", ct.NFNLGRP_CONNTRACK_DESTROY),
-                ("new", ct.NFNLGRP_CONNTRACK_NEW),
-            ):
+            for kind, group in groups:
                 sock = conntrack.open_socket((group,), size)
                 sock.setblocking(False)
                 self.socks[kind] = sock

@@ -4,10 +4,10 @@
 the wall time they were read, and returns flow records to store. It owns no
 socket, clock or thread (DESIGN.md §1): the engine feeds it.
 
-- A flow starts at its ``new`` event (or the first dump that shows it: a
-  flow older than the observer, or whose ``new`` was lost) and ends at its
-  ``destroy`` event, with the kernel's timestamps when
-  ``nf_conntrack_timestamp`` is on, else the time the event was read.
+- A flow is known from its ``new`` event (when the engine follows them) or
+  the first dump that shows it, and ends at its ``destroy`` event, with the
+  kernel's timestamps when ``nf_conntrack_timestamp`` is on (DESTROY events
+  and dumps carry them), else the times the events were read.
 - Long flows get interim records: every ``interim`` seconds a dump refreshes
   their counters and the flow's record is written again, open (``end`` is
   null), so a query sees them before they end. The final record replaces it.

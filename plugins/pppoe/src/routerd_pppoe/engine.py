@@ -1037,7 +1037,6 @@ class PPPoEClientEngine(DaemonEngine):
         }
 
     def _publish(self) -> None:
-        self._set_status()
         core = self.core
         network = self.network
         session = self.session
@@ -1086,6 +1085,10 @@ class PPPoEClientEngine(DaemonEngine):
             "lastError": self.last_error or self.socket_error,
         }
         self.ctx.status.set_observed(observed)
+        # The phase after what it sums up: a reader that sees Up (a test, a
+        # dependent waiting on it) finds observed already RUNNING, never the
+        # NETWORK of a moment before (status has no transaction).
+        self._set_status()
 
     def _set_status(self) -> None:  # noqa: C901 - one decision table
         status = self.ctx.status

@@ -1,0 +1,161 @@
+"""The ``kernel`` backend against real ``pppoe-server`` + ``pppd`` in the test VM.
+
+The daemon runs inside the VM (the Debian kernel with ``ppp_generic`` and
+``pppoe``; docs/testing.md, "The test VM") in the lab's client namespace,
+with the repository's own venv; the access concentrator is rp-pppoe's
+``pppoe-server`` 3.15 starting one ``pppd`` 2.4.9 per session. What the AC
+saw is read from its ``pppd`` log and a ``tcpdump`` on its side.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from routerd.testing.vm_pppoe import PacketCapture
+from routerd.testing.vm_pppoe import VMPppoeLab
+from routerd.testing.vm_routerd import VMRouterd
+from routerd.testing.vm_routerd import wait_until
+
+pytestmark = pytest.mark.vm
+
+PASSWORD = "pw-7f3c9a1e-kernel"
+USER = "alice"
+PPP_IF = "ppp-wan"
+ARPHRD_PPP = 512
+
+
+def kernel_spec(lab: VMPppoeLab, **extra: Any) -> dict[str, Any]:
+    password_file = lab.path("isp.password")
+    lab.vm.write_file(password_file, PASSWORD + "\n", 0o600)
+    spec: dict[str, Any] = {
+        "interface": lab.client_if,
+        "username": USER,
+        "passwordFile": password_file,
+        "backend": "kernel",
+        "dnsFile": lab.path("resolv.conf"),
+        "holdoff": "200ms",
+        "routeMetric": 321,
+    }
+    spec.update(extra)
+    return spec
+
+
+def links(lab: VMPppoeLab) -> list[str]:
+    out = lab.vm.run(["ip", "-j", "link"], netns=lab.client_ns).stdout
+    return [x["ifname"] for x in json.loads(out)]
+
+
+def ping(lab: VMPppoeLab, address: str) -> None:
+    res = lab.vm.run(["ping", "-c", "1", "-W", "5", address], netns=lab.client_ns, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def padts(capture: PacketCapture, sid: int, src: str) -> list[float]:
+    """When a PADT for session *sid* from MAC *src* reached the AC."""
+    return capture.times(rf"^\S+ {re.escape(src)} > .*PADT \[ses 0x{sid:x}\]")
+
+
+def assert_no_secret(daemon: VMRouterd) -> None:
+    vm = daemon.vm
+    assert daemon.process is not None
+    outputs = {
+        "status": json.dumps(daemon.get("/v1/status")),
+        "events": json.dumps(daemon.get("/v1/events", limit=1000)),
+        "log": daemon.log_text(),
+        "state": vm.read_file(daemon.state_file).decode(errors="replace"),
+    }
+    if daemon.process.alive():
+        outputs["cmdline"] = vm.read_file(f"/proc/{daemon.process.pid}/cmdline").decode()
+    assert [k for k, v in outputs.items() if PASSWORD in v] == []
+
+
+def test_kernel_backend_pap_session_ping_and_stop_sends_terminate_and_padt(
+    vm_pppoe_lab: VMPppoeLab,
+) -> None:
+    lab, vm = vm_pppoe_lab, vm_pppoe_lab.vm
+    ac = lab.start_ac(auth="pap", accounts={USER: PASSWORD})
+    capture = lab.capture()
+    daemon = VMRouterd(lab, "wan", kernel_spec(lab)).start()
+    res = daemon.wait_phase("Up")
+    obs = res["observed"]
+    assert (obs["backend"], obs["state"], obs["authMethod"]) == ("kernel", "RUNNING", "pap")
+    assert (obs["localAddress"], obs["peerAddress"]) == ("10.64.0.100", "10.64.0.1")
+    assert obs["dns"] == ["10.64.0.53", "10.64.0.54"]
+    assert obs["acName"] == "routerd-test-ac"
+    # ppp-wan is a unit of the kernel's ppp_generic, not a TUN device.
+    sysfs_type = vm.run(["cat", f"/sys/class/net/{PPP_IF}/type"], netns=lab.client_ns).stdout
+    assert sysfs_type.strip() == str(ARPHRD_PPP)
+    (link,) = json.loads(
+        vm.run(["ip", "-d", "-j", "link", "show", PPP_IF], netns=lab.client_ns).stdout
+    )
+    assert link["linkinfo"]["info_kind"] == "ppp" and link["mtu"] == 1492
+    (addr,) = json.loads(
+        vm.run(["ip", "-j", "-4", "addr", "show", PPP_IF], netns=lab.client_ns).stdout
+    )[0]["addr_info"]
+    assert (addr["local"], addr["address"], addr["prefixlen"]) == ("10.64.0.100", "10.64.0.1", 32)
+    routes = json.loads(
+        vm.run(["ip", "-j", "route", "show", "default"], netns=lab.client_ns).stdout
+    )
+    assert [(r["dev"], r.get("metric")) for r in routes] == [(PPP_IF, 321)]
+    ping(lab, "10.64.0.1")
+    traffic = daemon.status()["observed"]["traffic"]
+    assert traffic["txPackets"] >= 1 and traffic["rxPackets"] >= 1
+    assert "PAP peer authentication succeeded for alice" in ac.pppd_log_text()
+    assert_no_secret(daemon)
+
+    mac = obs["mac"]
+    code, _ = daemon.command("stop")
+    assert code == 200
+    assert daemon.process is not None and daemon.process.wait(10) == 0
+    wait_until(lambda: padts(capture, obs["sessionId"], mac), 10, "the PADT at the AC")
+    log = ac.pppd_log_text()
+    assert "rcvd [LCP TermReq" in log, log[-2000:]
+    assert PPP_IF not in links(lab)
+    assert not vm.file_exists(lab.path("resolv.conf"))
+
+
+def test_kernel_backend_chap_sigkill_then_restart_closes_the_stale_session(
+    vm_pppoe_lab: VMPppoeLab,
+) -> None:
+    lab, vm = vm_pppoe_lab, vm_pppoe_lab.vm
+    ac = lab.start_ac(auth="chap", accounts={USER: PASSWORD})
+    capture = lab.capture()
+    daemon = VMRouterd(lab, "wan", kernel_spec(lab, authMethod="chap")).start()
+    obs = daemon.wait_phase("Up")["observed"]
+    assert obs["authMethod"] == "chap"
+    assert "sent [CHAP Success" in ac.pppd_log_text()
+    ping(lab, "10.64.0.1")
+    old, mac = obs["sessionId"], obs["mac"]
+    daemon.kill()
+    # Closing the killed process's files removed the unit; no PADT went out.
+    wait_until(lambda: PPP_IF not in links(lab), 10, f"{PPP_IF} to go")
+    assert padts(capture, old, mac) == []
+    restarted = vm.time()
+    daemon.start()
+    stale = daemon.wait_event("routerd.pppoe.client.stale.closed")
+    assert stale["attributes"]["sessionId"] == old
+    new = daemon.wait_phase("Up")["observed"]
+    assert new["sessionId"] != old
+    (padt,) = padts(capture, old, mac)
+    first_padi = next(t for t in capture.padi_times() if t >= restarted)
+    assert padt <= first_padi
+    ping(lab, new["peerAddress"])
+
+
+def test_kernel_backend_wrong_password_is_peer_auth_failed(vm_pppoe_lab: VMPppoeLab) -> None:
+    lab = vm_pppoe_lab
+    ac = lab.start_ac(auth="pap", accounts={USER: "not-" + PASSWORD})
+    daemon = VMRouterd(lab, "wan", kernel_spec(lab)).start()
+    failed = daemon.wait_event("routerd.pppoe.client.auth.failed")
+    assert failed["attributes"]["exitReason"] == "PEER_AUTH_FAILED"
+    redial = daemon.wait_event("routerd.pppoe.client.redial.scheduled")
+    assert redial["attributes"]["delay"] >= 54  # 60 s +/- 10 %: an ISP may lock the account
+    res = daemon.wait_phase("Error")
+    conds = {c["type"]: c for c in res["conditions"]}
+    assert conds["Authenticated"]["reason"] == "AuthFailed"
+    assert "PAP peer authentication failed for alice" in ac.pppd_log_text()
+    assert PPP_IF not in links(lab)
+    assert_no_secret(daemon)

@@ -39,6 +39,8 @@ FLOWS = Table(
         "CREATE INDEX IF NOT EXISTS flows_start ON flows(start)",
         "CREATE INDEX IF NOT EXISTS flows_client ON flows(client, start)",
         "CREATE INDEX IF NOT EXISTS flows_peer ON flows(peer, start)",
+        # "Active since": ended after it or still open (an OR of two index ranges).
+        'CREATE INDEX IF NOT EXISTS flows_end ON flows("end")',
     ),
     insert=(
         "INSERT INTO flows ("
@@ -88,11 +90,23 @@ def _flow_item(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _flow_where(q: Query, peers: list[str] | None) -> tuple[str, list[Any]]:
+def _flow_where(q: Query, peers: list[str] | None, *, scan: bool = False) -> tuple[str, list[Any]]:
+    """The WHERE clause of a flow query.
+
+    ``scan``: the query reads every match (aggregates), so "active since"
+    goes through the ``end`` index as a set of row ids; a newest-first page
+    instead walks the start index and stops at ``limit``.
+    """
     where: list[str] = []
     args: list[Any] = []
     if q.since is not None:
-        where.append('("end" IS NULL OR "end" >= ?)')
+        if scan:
+            where.append(
+                'rowid IN (SELECT rowid FROM flows WHERE "end" >= ? '
+                'UNION ALL SELECT rowid FROM flows WHERE "end" IS NULL)'
+            )
+        else:
+            where.append('("end" IS NULL OR "end" >= ?)')
         args.append(q.since)
     if q.until is not None:
         where.append("start <= ?")
@@ -123,9 +137,10 @@ def query_flows(
     peers = None
     if q.peer_suffix is not None:
         peers = _suffix_addresses(q.peer_suffix, names)
-    where, args = _flow_where(q, peers)
     if q.agg:
+        where, args = _flow_where(q, peers, scan=True)
         return {"aggregates": _flow_aggregates(conn, where, args, names)}
+    where, args = _flow_where(q, peers)
     if q.after is not None:
         sql = f"SELECT * FROM flows{where} ORDER BY id LIMIT ?"
     else:

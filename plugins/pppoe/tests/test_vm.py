@@ -10,10 +10,16 @@ saw is read from its ``pppd`` log and a ``tcpdump`` on its side.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import re
+import signal
 from typing import Any
 
 import pytest
+from routerd.testing.daemon import DaemonFactory
+from routerd.testing.daemon import resource
+from routerd.testing.daemon import router_config
+from routerd.testing.vm_fixtures import VMHostPppoe
 from routerd.testing.vm_pppoe import PacketCapture
 from routerd.testing.vm_pppoe import VMPppoeLab
 from routerd.testing.vm_routerd import VMRouterd
@@ -159,3 +165,52 @@ def test_kernel_backend_wrong_password_is_peer_auth_failed(vm_pppoe_lab: VMPppoe
     assert "PAP peer authentication failed for alice" in ac.pppd_log_text()
     assert PPP_IF not in links(lab)
     assert_no_secret(daemon)
+
+
+def ac_session_pppds(lab: VMPppoeLab) -> list[int]:
+    """PIDs of the AC's per-session ``pppd`` processes (``pppoe-server``'s children)."""
+    return [
+        pid
+        for pid in lab.netns_pids(lab.ac_ns)
+        if lab.vm.read_file(f"/proc/{pid}/comm").decode().strip() == "pppd"
+    ]
+
+
+def test_tun_backend_on_the_host_through_the_vm_ac_and_redial_when_the_ac_hangs_up(
+    vm_pppoe_host_lab: VMHostPppoe, routerd_daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    side = vm_pppoe_host_lab
+    lab = side.lab
+    ac = lab.start_ac(auth="chap", accounts={USER: PASSWORD})
+    password_file = tmp_path / "isp.password"
+    password_file.write_text(PASSWORD + "\n")
+    password_file.chmod(0o600)
+    spec = {
+        "interface": side.client_if,
+        "username": USER,
+        "passwordFile": str(password_file),
+        "backend": "tun",
+        "holdoff": "200ms",
+    }
+    config = router_config(resource("PPPoESession", "wan", spec))
+    daemon = routerd_daemon(
+        "pppoe-client", config, "wan", netns=side.host.name, env={"ROUTERD_PLUGINS": "pppoe"}
+    )
+    obs = daemon.wait_for_phase("Up", timeout=30)["observed"]
+    assert (obs["backend"], obs["authMethod"]) == ("tun", "chap")
+    assert (obs["localAddress"], obs["peerAddress"]) == ("10.64.0.100", "10.64.0.1")
+    res = side.host.run(["ping", "-c", "1", "-W", "5", "10.64.0.1"], check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    # The AC hangs up: its pppd, killed by PID, sends Terminate-Request and
+    # the user-space pppoe under it a PADT; the client dials again.
+    cursor = daemon.head()
+    (pppd,) = ac_session_pppds(lab)
+    lab.vm.call("signal", pid=pppd, sig=int(signal.SIGTERM))
+    down = daemon.wait_for_event("routerd.pppoe.client.session.down", since=cursor, timeout=15)
+    assert down["attributes"]["exitReason"] == "HANGUP", down
+    up = daemon.wait_for_event("routerd.pppoe.client.session.up", since=cursor, timeout=30)
+    assert up["attributes"]["redialCount"] == 1
+    assert up["attributes"]["sessionId"] != obs["sessionId"]
+    wait_until(lambda: len(ac.ip_ups()) == 2, 10, "the AC's second ip-up")
+    res = side.host.run(["ping", "-c", "1", "-W", "5", "10.64.0.1"], check=False)
+    assert res.returncode == 0, res.stdout + res.stderr

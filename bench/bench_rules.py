@@ -9,10 +9,17 @@ Side by side in one run:
      flight, as a follower does (the store's ingestion rate);
    - the rules alone: ``RulesCore.feed`` with 100 EventRules of the eight
      operators (no I/O);
+   - the store beside one busy Python thread (a loop, no I/O): what any
+     CPU-bound thread of serve costs the writer through the GIL;
+   - the rules consumer alone over the same events already stored: reads,
+     the 100 rules and its own commits (virtual events, position, state);
    - both: the same batches submitted while the rules consumer
      (``RulesRunner``) reads them back, feeds the 100 rules and commits its
      virtual events, position and rule state; timed until it has consumed the
-     last event. "keeps up" when this rate is close to the store's alone.
+     last event. The backlog (events stored, not yet consumed) is sampled
+     after every batch: the consumer keeps up with ingestion when its rate
+     matches the store's in the same run and the backlog stays bounded (a
+     page or two) instead of growing with the number of events.
 2. Latency through a real ``routerd serve`` (one health-check daemon, the 100
    rules plus one ``any_of`` on the probe topic): two long-polls on the main
    API, one on the probe topic and one on the virtual event's; a ``renew`` on
@@ -122,6 +129,25 @@ def store_alone(path: Path, evs: list[Event]) -> float:
     return took
 
 
+def store_beside_busy(path: Path, evs: list[Event]) -> float:
+    """The store's ingestion while another thread runs Python (shares the GIL)."""
+    stop = threading.Event()
+
+    def spin() -> None:
+        x = 0
+        while not stop.is_set():
+            for i in range(1000):
+                x += i
+
+    busy = threading.Thread(target=spin, daemon=True)
+    busy.start()
+    try:
+        return store_alone(path, evs)
+    finally:
+        stop.set()
+        busy.join(5)
+
+
 def rules_alone(evs: list[Event]) -> tuple[float, int]:
     core = RulesCore(rule_defs(), [], lambda key: None)
     t0 = time.perf_counter()
@@ -131,12 +157,11 @@ def rules_alone(evs: list[Event]) -> tuple[float, int]:
     return time.perf_counter() - t0, out
 
 
-def store_and_rules(path: Path, evs: list[Event], timeout: float) -> dict[str, Any]:
+def started_runner(store: EventStore) -> RulesRunner:
+    """The rules consumer with the 100 rules, once it has made its first commit."""
     from routerd.config import ResourceConfig
     from routerd.config import RouterConfig
 
-    store = EventStore(path)
-    store.start()
     config = RouterConfig(
         "bench",
         tuple(ResourceConfig(RULES_API, "EventRule", d.name, d.spec, "rules") for d in rule_defs()),
@@ -150,37 +175,84 @@ def store_and_rules(path: Path, evs: list[Event], timeout: float) -> dict[str, A
         if time.monotonic() > deadline:
             raise RuntimeError("the rules consumer did not start")
         time.sleep(0.01)
+    return runner
+
+
+def wait_consumed(runner: RulesRunner, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while runner.consumed_committed < count:  # it skips the virtual events it stored
+        if time.monotonic() > deadline or not runner.is_alive():
+            raise RuntimeError(f"the rules consumer committed {runner.consumed} of {count}")
+        time.sleep(0.002)
+
+
+def consumer_alone(path: Path, evs: list[Event], timeout: float) -> float:
+    """The consumer over a stored backlog: position at the head, then the events stored."""
+    store = EventStore(path)
+    store.start()
+    first = started_runner(store)  # a fresh database: its position is the head (empty)
+    first.stop()
+    first.join(10)
+    for b in batches(evs):
+        if not store.submit(b).wait(60):
+            raise RuntimeError("the store did not commit a batch")
     t0 = time.perf_counter()
+    runner = started_runner(store)
+    wait_consumed(runner, len(evs), timeout)
+    took = time.perf_counter() - t0
+    runner.stop()
+    runner.join(10)
+    store.close()
+    return took
+
+
+def store_and_rules(path: Path, evs: list[Event], timeout: float) -> dict[str, Any]:
+    store = EventStore(path)
+    store.start()
+    runner = started_runner(store)
+    t0 = time.perf_counter()
+    backlog: list[int] = []  # stored, not consumed yet: after each batch
+    stored = 0
     for b in batches(evs):
         commit = store.submit(b)
         commit.wait()
         if not commit.ok:
             raise RuntimeError("the store dropped a batch")
+        stored += len(b.events)
+        backlog.append(stored - runner.consumed)
     submitted = time.perf_counter() - t0
-    deadline = time.monotonic() + timeout
-    while runner.consumed_committed < len(evs):  # it skips the virtual events it stored
-        if time.monotonic() > deadline or not runner.is_alive():
-            raise RuntimeError(f"the rules consumer committed {runner.consumed} of {len(evs)}")
-        time.sleep(0.002)
+    wait_consumed(runner, len(evs), timeout)
     consumed = time.perf_counter() - t0
     snapshot = runner.snapshot()
     runner.stop()
     runner.join(10)
     store.close()
-    return {"submitted_s": submitted, "consumed_s": consumed, **snapshot}
+    half = backlog[len(backlog) // 2 - 1] if len(backlog) > 1 else backlog[-1]
+    return {
+        "submitted_s": submitted,
+        "consumed_s": consumed,
+        "backlog_max": max(backlog),
+        "backlog_half": half,
+        "backlog_end": backlog[-1],
+        **snapshot,
+    }
 
 
 def throughput(result: dict[str, Any], base: Path, smoke: bool) -> dict[str, Any]:
     n = 5_000 if smoke else 100_000
     evs = events(n, time.time() - 7200)
     store_s = store_alone(base / "alone.db", evs)
+    busy_s = store_beside_busy(base / "busy.db", evs)
     engine_s, virtual = rules_alone(evs)
+    consumer_s = consumer_alone(base / "consumer.db", evs, 60 if smoke else 600)
     both = store_and_rules(base / "both.db", evs, 60 if smoke else 600)
     out = {
         "events": n,
         "rules": 100,
         "store_alone_eps": n / store_s,
+        "store_beside_busy_eps": n / busy_s,
         "rules_alone_eps": n / engine_s,
+        "consumer_alone_eps": n / consumer_s,
         "virtual_events": virtual,
         "store_and_rules_eps": n / both["consumed_s"],
         "store_while_rules_eps": n / both["submitted_s"],
@@ -193,9 +265,19 @@ def throughput(result: dict[str, Any], base: Path, smoke: bool) -> dict[str, Any
         [
             ["store alone: submit(Batch of 1000), one in flight", out["store_alone_eps"], 1.0],
             [
+                "store beside one busy Python thread",
+                out["store_beside_busy_eps"],
+                common.ratio(out["store_beside_busy_eps"], out["store_alone_eps"]),
+            ],
+            [
                 "rules alone: RulesCore.feed, no I/O",
                 out["rules_alone_eps"],
                 common.ratio(out["rules_alone_eps"], out["store_alone_eps"]),
+            ],
+            [
+                "rules consumer alone: a stored backlog read, ruled, committed",
+                out["consumer_alone_eps"],
+                common.ratio(out["consumer_alone_eps"], out["store_alone_eps"]),
             ],
             [
                 "store + rules consumer: stored and through the 100 rules",
@@ -206,6 +288,20 @@ def throughput(result: dict[str, Any], base: Path, smoke: bool) -> dict[str, Any
                 "  the store's ingestion meanwhile",
                 out["store_while_rules_eps"],
                 common.ratio(out["store_while_rules_eps"], out["store_alone_eps"]),
+            ],
+        ],
+    )
+    common.emit_table(
+        result,
+        "Backlog of the rules consumer (events stored, not yet consumed)",
+        ["at", "events"],
+        [
+            ["half of the ingestion", both["backlog_half"]],
+            ["end of the ingestion", both["backlog_end"]],
+            ["largest, sampled after every batch of 1000", both["backlog_max"]],
+            [
+                "seconds from the end of ingestion to all consumed",
+                both["consumed_s"] - both["submitted_s"],
             ],
         ],
     )

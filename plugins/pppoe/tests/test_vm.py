@@ -19,6 +19,8 @@ import pytest
 from routerd.testing.daemon import DaemonFactory
 from routerd.testing.daemon import resource
 from routerd.testing.daemon import router_config
+from routerd.testing.netns import require_netns_prereqs
+from routerd.testing.servers import KeaDhcp6
 from routerd.testing.vm_fixtures import VMHostPppoe
 from routerd.testing.vm_pppoe import PacketCapture
 from routerd.testing.vm_pppoe import VMPppoeLab
@@ -214,3 +216,148 @@ def test_tun_backend_on_the_host_through_the_vm_ac_and_redial_when_the_ac_hangs_
     wait_until(lambda: len(ac.ip_ups()) == 2, 10, "the AC's second ip-up")
     res = side.host.run(["ping", "-c", "1", "-W", "5", "10.64.0.1"], check=False)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def ac_ppp_link_local(lab: VMPppoeLab, ifname: str) -> bool:
+    """Make the AC's ppp link-local address one Kea can bind; True once there is one.
+
+    pppd adds it point-to-point (``fe80::a peer fe80::b``), and for such an
+    IPv6 address ``getifaddrs`` names the *peer* as the address: Kea then
+    fails to bind its socket (``DHCPSRV_OPEN_SOCKET_FAIL``, EADDRNOTAVAIL).
+    The same address as a plain /64 (no DAD: pppd's is unique by IPv6CP)
+    is what Kea needs; a BNG's DHCPv6 server has no such problem.
+    """
+    res = lab.vm.run(
+        ["ip", "-j", "-6", "addr", "show", "dev", ifname], netns=lab.ac_ns, check=False
+    )
+    if res.returncode != 0 or not res.stdout.strip():
+        return False
+    infos = [a for x in json.loads(res.stdout) for a in x.get("addr_info", [])]
+    link = [a for a in infos if a.get("scope") == "link"]
+    for a in link:
+        if a.get("address"):
+            lab.vm.sh(
+                f"ip -6 addr del {a['local']}/{a['prefixlen']} peer {a['address']} dev {ifname}\n"
+                f"ip -6 addr add {a['local']}/64 dev {ifname} nodad",
+                netns=lab.ac_ns,
+            )
+    return bool(link)
+
+
+def test_dhcpv6_pd_over_pppoe_rebinds_the_same_prefix_after_the_ac_hangs_up(
+    vm_pppoe_host_lab: VMHostPppoe, routerd_daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    # The case users report most (dhcpcd, odhcp6c, OpenWrt): the delegated
+    # prefix does not come back after the PPPoE session resets. Here the AC's
+    # pppd is killed, the session redials, ppp-wan goes and comes back, and
+    # the DHCPv6 client Rebinds (RFC 9915 §18.2.12) and keeps its prefix.
+    require_netns_prereqs(["kea-dhcp6"])
+    side = vm_pppoe_host_lab
+    lab, vm = side.lab, side.lab.vm
+    ac = lab.start_ac(auth="pap", accounts={USER: PASSWORD})
+    password_file = tmp_path / "isp.password"
+    password_file.write_text(PASSWORD + "\n")
+    password_file.chmod(0o600)
+    pppoe = routerd_daemon(
+        "pppoe-client",
+        router_config(
+            resource(
+                "PPPoESession",
+                "wan",
+                {
+                    "interface": side.client_if,
+                    "username": USER,
+                    "passwordFile": str(password_file),
+                    "backend": "tun",
+                    "ipv6": True,
+                    "holdoff": "200ms",
+                },
+            )
+        ),
+        "wan",
+        netns=side.host.name,
+        env={"ROUTERD_PLUGINS": "pppoe"},
+    )
+    obs = pppoe.wait_for_phase("Up", timeout=30)["observed"]
+    wait_until(
+        lambda: pppoe.resource_status()["observed"]["ipv6LinkLocal"], 15, "IPv6CP on ppp-wan"
+    )
+    ac_if = wait_until(lambda: ac.ip_ups(), 10, "the AC's ip-up")[-1].interface
+    wait_until(lambda: ac_ppp_link_local(lab, ac_if), 10, f"a link-local address on {ac_if}")
+
+    # Kea DHCPv6 on the AC's end of the session, as an ISP's BNG serves PD.
+    kea = KeaDhcp6(
+        side.host,
+        ac_if,
+        tmp_path / "kea",
+        pool=None,
+        pd_pool=("2001:db8:100::", 48, 60),
+        preferred_lifetime=120,
+        valid_lifetime=180,
+        renew_timer=60,
+        rebind_timer=100,
+        preference=255,
+        control_socket=False,
+    )
+    config = kea.config()
+    config["Dhcp6"]["lease-database"]["name"] = lab.path("kea-leases6.csv")
+    vm.write_file(lab.path("kea-dhcp6.json"), json.dumps(config), 0o644)
+    kea_proc = lab.spawn(
+        ["kea-dhcp6", "-c", lab.path("kea-dhcp6.json")],
+        lab.path("kea-dhcp6.log"),
+        netns=lab.ac_ns,
+        env={"KEA_PIDFILE_DIR": lab.dir, "KEA_LOCKFILE_DIR": lab.dir},
+    )
+    kea_proc.wait_for_log("DHCP6_STARTED", 30)
+
+    pd_spec = {
+        "interface": "ppp-wan",
+        "prefixLength": 60,
+        # ppp-wan has no MAC to make a DUID-LL from: the Ethernet's, given raw.
+        "duid": {"type": "raw", "value": "00030001" + obs["mac"].replace(":", "")},
+    }
+    pd = routerd_daemon(
+        "dhcpv6-client",
+        router_config(resource("DHCPv6PrefixDelegation", "wan-pd", pd_spec)),
+        "wan-pd",
+        netns=side.host.name,
+        env={"ROUTERD_PLUGINS": "dhcpv6"},
+    )
+    try:
+        res = pd.wait_for_phase("Applied", timeout=30)
+    except AssertionError as e:
+        dump = vm.run(
+            ["timeout", "12", "tcpdump", "-n", "-i", ac_if, "-c", "2"], netns=lab.ac_ns, check=False
+        )
+        dump2 = vm.run(
+            ["timeout", "3", "tcpdump", "-n", "-e", "-i", "ac0", "-c", "5"],
+            netns=lab.ac_ns,
+            check=False,
+        )
+        raise AssertionError(
+            f"{e}\nKea: {[x for x in kea_proc.log_text().splitlines() if 'TIMER' not in x and 'RECLAM' not in x]}\ntcpdump: {dump.stdout}{dump.stderr}"
+            f"\nac0: {dump2.stdout}\nAC: {ac.pppd_log_text()[-2500:]}\n"
+            f"{json.dumps(pd.resource_status()['observed'])[:2500]}\n"
+            f"{json.dumps(pppoe.resource_status()['observed']['counters'])}"
+        ) from None
+    prefix = res["observed"]["prefixes"][0]["prefix"]
+    assert prefix.startswith("2001:db8:100:") and prefix.endswith("/60")
+
+    head = pd.head()
+    cursor = pppoe.head()
+    mark = len(kea_proc.log_text())
+    (pppd,) = ac_session_pppds(lab)
+    vm.call("signal", pid=pppd, sig=int(signal.SIGTERM))
+    pppoe.wait_for_event("routerd.pppoe.client.session.down", since=cursor, timeout=15)
+    pppoe.wait_for_event("routerd.pppoe.client.session.up", since=cursor, timeout=30)
+    ups = wait_until(lambda: ac.ip_ups()[1:], 15, "the AC's second ip-up")
+    wait_until(lambda: ac_ppp_link_local(lab, ups[-1].interface), 10, "the new AC link-local")
+    # Kea binds its sockets to the interfaces it finds at configuration:
+    # SIGHUP makes it configure again and find the session's new ppp unit.
+    kea_proc.signal(signal.SIGHUP)
+    rebound = pd.wait_for_event("routerd.dhcpv6.client.prefix.rebound", since=head, timeout=40)
+    assert rebound["attributes"]["prefix"] == prefix
+    kea_log = kea_proc.log_text()[mark:]
+    assert "REBIND" in kea_log and "SOLICIT" not in kea_log, kea_log[-3000:]
+    res = pd.wait_for_phase("Applied", timeout=10)
+    assert res["observed"]["prefixes"][0]["prefix"] == prefix

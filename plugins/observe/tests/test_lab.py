@@ -55,7 +55,17 @@ SERVERS = textwrap.dedent(
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((sys.argv[1], port))
         while True:
             data, peer = s.recvfrom(4096); s.sendto(data * 2, peer)
+    def tcp6(port):
+        s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((sys.argv[2], port)); s.listen(64)
+        while True:
+            c, _ = s.accept()
+            try:
+                c.recv(4096); c.sendall(b"6" * 3000)
+            finally:
+                c.close()
     threading.Thread(target=tcp, args=(8080, 20000), daemon=True).start()
+    threading.Thread(target=tcp6, args=(8086,), daemon=True).start()
     threading.Thread(target=udp, args=(5353,), daemon=True).start()
     print("ready", flush=True)
     threading.Event().wait()
@@ -75,6 +85,13 @@ CLIENT = textwrap.dedent(
             if not d: break
             got += len(d)
         s.close()
+    s = socket.socket(socket.AF_INET6); s.bind(("", base + 20)); s.connect((sys.argv[3], 8086))
+    s.sendall(b"v6"); got = 0
+    while True:
+        d = s.recv(65536)
+        if not d: break
+        got += len(d)
+    s.close()
     for i in range(3):
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("", base + 10 + i))
         u.settimeout(2); u.sendto(b"z" * (50 * (i + 1)), (wan, 5353)); u.recvfrom(4096); u.close()
@@ -121,7 +138,9 @@ class ObserveLab:
         self._port += 100
         script = self.rl.workdir / "client.py"
         script.write_text(CLIENT)
-        out = self.rl.lan.run(["python3", str(script), str(self._port), WAN_HOST], timeout=30)
+        out = self.rl.lan.run(
+            ["python3", str(script), str(self._port), WAN_HOST, testlab.WAN_HOST6], timeout=30
+        )
         assert "done" in out.stdout, out.stderr
         return self._port
 
@@ -145,7 +164,8 @@ def olab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObserveLab]:
         testlab.start_ulogd(rl)
         (workdir / "servers.py").write_text(SERVERS)
         srv = rl.wan.popen(
-            ["python3", str(workdir / "servers.py"), WAN_HOST], workdir / "servers.log"
+            ["python3", str(workdir / "servers.py"), WAN_HOST, testlab.WAN_HOST6],
+            workdir / "servers.log",
         )
         srv.wait_for_log("ready")
         serve = ServeProcess(
@@ -232,8 +252,10 @@ def test_connections_match_conntrack(olab: ObserveLab) -> None:
     assert ours["count"] == len(theirs)
     protocols = {i["protocol"] for i in ours["items"]}
     assert {"tcp", "udp", "icmp"} <= protocols
-    nat = [i["nat"] for i in ours["items"] if i["protocol"] == "tcp"]
+    assert {i["family"] for i in ours["items"]} == {"ipv4", "ipv6"}
+    nat = [i["nat"] for i in ours["items"] if i["protocol"] == "tcp" and i["family"] == "ipv4"]
     assert nat and all(n == {"src": testlab.WAN_ROUTER, "sport": n["sport"]} for n in nat)
+    assert all(i["nat"] is None for i in ours["items"] if i["family"] == "ipv6")  # no NAT66
 
 
 def test_connections_filters(olab: ObserveLab) -> None:
@@ -398,6 +420,7 @@ _REPLY = re.compile(r"(?:config|reply|cached) (\S+) is (\S+)")
 def test_dns_queries_match_dnsmasq(olab: ObserveLab) -> None:
     assert olab.rl.dnsmasq is not None
     mark = olab.rl.dnsmasq.mark()
+    started = time.time()
     names = [
         ("www.example.test", "A"),
         ("other.test", "A"),
@@ -409,6 +432,7 @@ def test_dns_queries_match_dnsmasq(olab: ObserveLab) -> None:
     olab.rl.lan.run(
         ["dig", "+tcp", "+tries=1", "+time=2", f"@{LAN_ROUTER}", "api.example.test", "A"]
     )
+    olab.rl.lan.run(["dig", "+tries=1", "+time=2", "@fd00:50::1", "other.test", "A"])
     log = olab.rl.dnsmasq.log_text()[mark:]
     theirs = [(m.group(2), m.group(1), m.group(3)) for m in _QUERY.finditer(log)]
     answers = {}
@@ -416,14 +440,12 @@ def test_dns_queries_match_dnsmasq(olab: ObserveLab) -> None:
         answers.setdefault(m.group(1), set()).add(m.group(2))
 
     def seen() -> list[dict[str, Any]] | None:
-        items = olab.get("dns-queries", client=LAN_HOST, since="1m", limit=5000)["items"]
-        mine = [i for i in items if i["server"] == LAN_ROUTER]
+        items = olab.get("dns-queries", since=repr(started - 0.5), limit=5000)["items"]
+        mine = [i for i in items if i["client"] in (LAN_HOST, testlab.LAN_HOST6)]
         return mine if len(mine) >= len(theirs) else None
 
     mine = poll(seen, 10, "the DNS observer to record the queries")
-    mine = [i for i in mine if (i["qname"], i["qtype"]) in {(n, t) for n, t, _c in theirs}][
-        : len(theirs)
-    ]
+    assert {i["server"] for i in mine} == {LAN_ROUTER, "fd00:50::1"}
     assert sorted((i["qname"], i["qtype"], i["client"]) for i in mine) == sorted(theirs)
     for item in mine:
         shown = {a["data"] for a in item["answers"] if a["type"] in ("A", "AAAA")}

@@ -44,10 +44,12 @@ table ip nat {{
     oifname "wan0" masquerade
   }}
 }}
+# "ct state" makes conntrack track IPv6 too (masquerade needs it only for IPv4).
 table inet filter {{
   chain forward {{
     type filter hook forward priority 0;
     tcp dport {DROP_PORT} log prefix "{DROP_PREFIX} " group {OUR_GROUP} log prefix "{DROP_PREFIX} " group {ULOGD_GROUP} drop
+    ct state established,related accept
   }}
 }}
 """

@@ -364,3 +364,41 @@ def test_staleness_does_not_count_while_the_engine_settles_after_a_start(serve: 
     assert s.store is not None
     row = s.store.resource("DerivedEvent", "ready")
     assert row is not None and row["phase"] == "Asserted"
+
+
+class CountingRunner(RulesRunner):
+    """Counts the rows the consumer reads from the store."""
+
+    rows_read = 0
+
+    def _read(self) -> list[tuple[Any, ...]]:
+        rows = super()._read()
+        self.rows_read += len(rows)
+        return rows
+
+
+def test_the_consumer_reads_only_its_input_not_its_own_virtual_events(tmp_path: Path) -> None:
+    # Every input makes a virtual event: reading those back (they were evaluated when
+    # made) doubled the rows the consumer read and decoded.
+    every = event_rule(
+        "every",
+        {"pattern": {"any_of": [UNHEALTHY]}, "emit": {"topic": "routerd.rules.every"}},
+    )
+    store = EventStore(tmp_path / "routerd.db")
+    store.start()
+    runner = CountingRunner(store, settle=0.0)
+    runner.configure(config(every))
+    runner.start()
+    try:
+        poll(lambda: runner.commits > 0, 10, "the first commit")
+        attrs = {"resource.kind": "HealthCheck", "resource.name": "a", "daemon.kind": "hc"}
+        for n in range(1, 6):  # one at a time: each step's virtual event is stored before
+            event = Event(n, T0 + n, UNHEALTHY, "info", "", "", dict(attrs))
+            assert store.submit(Batch("healthcheck/a", 0, n, [event])).wait(5)
+            poll(lambda n=n: runner.consumed_committed >= n, 10, f"event {n} consumed")
+        assert len(store.query(topics=("routerd.rules.every",), limit=100)) == 5
+        assert runner.rows_read == runner.consumed == 5
+    finally:
+        runner.stop()
+        runner.join(10)
+        store.close()

@@ -115,3 +115,18 @@ def test_two_plugins_cannot_add_the_same_path(caplog: pytest.LogCaptureFixture) 
     owners = add_plugin_routes(falcon.App(), backend, PREFIX, "v", set())
     assert list(owners.values()) in (["a"], ["b"])
     assert "is added by both plugin" in caplog.text
+
+
+class Recorder:
+    seen: list[bool] = []
+
+    @hookimpl
+    def routerd_register_api_routes(self, add_route: Any, serve: ServeView) -> None:
+        self.seen.append(serve.status_socket)
+
+
+def test_a_plugin_knows_which_socket_its_routes_are_for() -> None:
+    backend = Backend({"rec": Recorder()})
+    create_control_app(backend)  # type: ignore[arg-type]
+    create_control_app(backend, read_only=True)  # type: ignore[arg-type]
+    assert Recorder.seen == [False, True]

@@ -1,8 +1,10 @@
 """``routerctl get connections|flows|firewall-logs|dns-queries``: what the router sees.
 
 Each command asks routerd serve's main API (docs/observe.md) with the same
-filters as the endpoint; ``--follow`` (flows, firewall logs, DNS queries)
-asks again every second for the records after the newest one shown.
+filters as the endpoint, on the main socket (root and the ``routerd``
+group): the status socket refuses these endpoints. ``--follow`` (flows,
+firewall logs, DNS queries) asks again every second for the records after
+the newest one shown.
 """
 
 from __future__ import annotations
@@ -15,16 +17,29 @@ import click
 from routerd.client import OBJECT
 from routerd.client import ListOf
 from routerd.client import Obj
+from routerd.errors import ClientError
 
+from routerctl import api
 from routerctl.output import dump
 from routerctl.output import human_duration
 from routerctl.output import render_table
 from routerctl.output import short_time
 
 LIST = Obj({"items": ListOf(OBJECT)}, required=("items",))
+PREFIX = "/api/control.routerd.net/v1alpha1"
 FOLLOW_EVERY = 1.0
 
 RouterFor = Callable[[click.Context], Any]
+
+
+def _get(router: Any, path: str, shape: Any, **query: Any) -> dict[str, Any]:
+    """``GET`` on the main socket (``router.write``): these endpoints are not on the status one."""
+    try:
+        resp = router.write.get(f"{PREFIX}/{path}", **query)
+    except ClientError as exc:
+        raise router._fail(router.write, exc) from None
+    body: dict[str, Any] = api.json_body("routerd", resp, shape)
+    return body
 
 
 def _bytes(n: object) -> str:
@@ -179,7 +194,7 @@ def _follow(
     output: str,
     table: Callable[[list[dict[str, Any]]], str],
 ) -> None:
-    body = router_for(ctx).get(path, LIST, **query)
+    body = _get(router_for(ctx), path, LIST, **query)
     items = list(reversed(body["items"]))
     _emit(items, output, table)
     after = max((int(i["id"]) for i in items if isinstance(i.get("id"), int)), default=0)
@@ -187,7 +202,7 @@ def _follow(
     try:
         while True:
             time.sleep(FOLLOW_EVERY)
-            body = router_for(ctx).get(path, LIST, **{**query, "after": after})
+            body = _get(router_for(ctx), path, LIST, **{**query, "after": after})
             items = body["items"]
             if items:
                 _emit(items, output, table)
@@ -236,7 +251,7 @@ def add_observer_commands(
     @click.pass_context
     def get_connections(ctx: click.Context, /, output: str, count: bool, **filters: Any) -> None:
         """Live conntrack entries (needs a FlowLog observer)."""
-        body = router_for(ctx).get("connections", LIST, **_query(count=count, **filters))
+        body = _get(router_for(ctx), "connections", LIST, **_query(count=count, **filters))
         _show(body, output, connections_table)
         if count and output == "table" and "count" in body:
             click.echo(f"{body['count']} entries in the table", err=True)
@@ -264,7 +279,7 @@ def add_observer_commands(
         if follow:
             _follow(ctx, router_for, "traffic-flows", query, output, flows_table)
             return
-        _show(router_for(ctx).get("traffic-flows", OBJECT, **query), output, flows_table)
+        _show(_get(router_for(ctx), "traffic-flows", OBJECT, **query), output, flows_table)
 
     @get.command("firewall-logs")
     @since
@@ -285,7 +300,7 @@ def add_observer_commands(
         if follow:
             _follow(ctx, router_for, "firewall-logs", query, output, firewall_table)
             return
-        _show(router_for(ctx).get("firewall-logs", LIST, **query), output, firewall_table)
+        _show(_get(router_for(ctx), "firewall-logs", LIST, **query), output, firewall_table)
 
     @get.command("dns-queries")
     @since
@@ -305,4 +320,4 @@ def add_observer_commands(
         if follow:
             _follow(ctx, router_for, "dns-queries", query, output, dns_table)
             return
-        _show(router_for(ctx).get("dns-queries", OBJECT, **query), output, dns_table)
+        _show(_get(router_for(ctx), "dns-queries", OBJECT, **query), output, dns_table)

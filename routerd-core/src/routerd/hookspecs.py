@@ -125,9 +125,9 @@ def routerd_register_api_routes(add_route: Callable[[str, object], None], serve:
     Call ``add_route(path, resource)`` once per endpoint. ``path`` is
     relative to ``/api/control.routerd.net/v1alpha1/`` (``"traffic-flows"``,
     ``"widgets/{name}"``); ``resource`` is a Falcon resource (``on_get``,
-    ``on_post``, ...). The same resource answers on the main socket and on
-    the read-only status socket, where every method but GET is refused
-    before it is reached. The return value is ignored.
+    ``on_post``, ...). The hook is called once per socket: on the read-only
+    status socket every method but GET is refused before it is reached.
+    The return value is ignored.
 
     ``add_route`` raises :class:`routerd.errors.PluginError` for a path
     routerd serves itself or another plugin added; an exception from this
@@ -136,7 +136,9 @@ def routerd_register_api_routes(add_route: Callable[[str, object], None], serve:
     :param add_route: callback taking the path and the resource.
     :param serve: a :class:`routerd.serve.routes.ServeView`: the daemons of
         the running config (kind, name, daemon kind, state, socket, state
-        directory), read at request time.
+        directory), read at request time, and ``status_socket``: True while
+        the routes of the world-readable status socket are added (a route
+        with data not meant for every local user answers 403 there).
 
     Called by ``routerd serve`` once per control socket while it builds its
     API, on the main thread, before any daemon starts; must not block.

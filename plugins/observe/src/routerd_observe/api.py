@@ -7,7 +7,8 @@ observer that floods, stalls or crashes cannot hold them up (its last
 committed records are still served, with a condition saying it is not
 running). ``connections`` dumps the live conntrack table itself, in the
 serving thread with its own netlink socket, filtered in the kernel where it
-can be and stopped at ``limit`` (docs/observe.md, "Decisions").
+can be and stopped at ``limit`` (docs/observe.md, "Decisions"). All four
+answer on the main socket only: the status socket is every local user's.
 """
 
 from __future__ import annotations
@@ -76,6 +77,15 @@ class _Base:
     def __init__(self, serve: ServeView) -> None:
         self.serve = serve
 
+    def refuse_on_status_socket(self) -> None:
+        """What LAN hosts connect to and look up is not for every local user."""
+        if self.serve.status_socket:
+            raise falcon.HTTPForbidden(
+                title="Main socket only",
+                description=f"{self.endpoint} is served on routerd's main socket only "
+                "(root and the routerd group): it shows what LAN hosts do",
+            )
+
     def answer(
         self, items: list[dict[str, Any]], conditions: list[dict[str, Any]], **extra: Any
     ) -> dict[str, Any]:
@@ -102,6 +112,7 @@ class RecordsRoute(_Base):
         self.query = query
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.refuse_on_status_socket()
         q = parse_query(self.endpoint, dict(req.params))
         targets = self.serve.daemons(self.daemon_kind)
         if not targets:
@@ -217,6 +228,7 @@ class ConnectionsRoute(_Base):
     list_kind = "ConnectionList"
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.refuse_on_status_socket()
         q = parse_query(self.endpoint, dict(req.params))
         targets: list[DaemonTarget] = self.serve.daemons(self.daemon_kind)
         if not targets:

@@ -195,5 +195,5 @@ def create_control_app(
     # Plugins' endpoints (routerd_register_api_routes), and the observer
     # endpoints of DESIGN.md §7 answering "none configured" without them.
     own = {"status", "resources", "events", "reload", "openapi.json"}
-    add_plugin_routes(app, backend, PREFIX, API_VERSION, own)
+    add_plugin_routes(app, backend, PREFIX, API_VERSION, own, status_socket=read_only)
     return app

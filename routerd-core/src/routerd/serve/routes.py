@@ -71,11 +71,20 @@ class RouteBackend(Protocol):
 
 
 class ServeView:
-    """What a plugin's routes may read of routerd serve (any thread)."""
+    """What a plugin's routes may read of routerd serve (any thread).
 
-    def __init__(self, backend: RouteBackend, api_version: str) -> None:
+    :ivar api_version: the control API's version string.
+    :ivar status_socket: the routes being added are for the status socket,
+        which every local user may read (0666): a route serving data not
+        meant for everyone answers 403 there.
+    """
+
+    def __init__(
+        self, backend: RouteBackend, api_version: str, status_socket: bool = False
+    ) -> None:
         self._backend = backend
         self.api_version = api_version
+        self.status_socket = status_socket
 
     def daemons(self, daemon_kind: str | None = None) -> list[DaemonTarget]:
         """The daemons of the current config (of ``daemon_kind``), in config order."""
@@ -132,15 +141,17 @@ def add_plugin_routes(
     prefix: str,
     api_version: str,
     taken: set[str],
+    status_socket: bool = False,
 ) -> dict[str, str]:
     """Ask every plugin for its routes; add the observer fallbacks.
 
     :param taken: paths (relative to ``prefix``) the core serves itself.
+    :param status_socket: the app is the world-readable status socket's.
     :returns: path → the plugin that added it.
     """
     owners: dict[str, str] = {}
     if isinstance(backend, RouteBackend):
-        view = ServeView(backend, api_version)
+        view = ServeView(backend, api_version, status_socket)
         pm = backend.plugins.pm
         for impl in pm.hook.routerd_register_api_routes.get_hookimpls():
             plugin = impl.plugin_name

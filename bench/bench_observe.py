@@ -314,7 +314,7 @@ class Bench:
 
 def main(smoke: bool) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    stored = 100_000 if smoke else 1_000_000
+    stored = 20_000 if smoke else 1_000_000
     with common.temp_dir("rdb-observe-") as base, Lab() as lab:
         rl = testlab.build(lab, base / "lab")
         state = base / "state"

@@ -210,3 +210,6 @@ def test_first_party_facts() -> None:
     )
     hc = {"protocol": "tcp", "target": "198.51.100.1", "port": 443, "lastLatencyMs": 12.5}
     assert kinds["healthcheck"].key_facts(hc) == "tcp 198.51.100.1:443 12.5 ms"
+    # A stale resource is shown with empty observed: no "None None".
+    for kind in ("healthcheck", "dhcpv4-client", "dhcpv6-client"):
+        assert kinds[kind].key_facts({}) == "", kind

@@ -14,8 +14,10 @@ from routerd_healthcheck.spec import HealthCheckSpec
 
 
 def facts(observed: Mapping[str, Any]) -> str:
-    """``tcp 198.51.100.1:443 12.5 ms``: what is probed and the last latency."""
-    target = f"{observed.get('protocol')} {observed.get('target')}"
+    """``tcp 198.51.100.1:443 12.5 ms``: what is probed and the last latency; "" before anything is."""
+    if not observed.get("protocol") or not observed.get("target"):
+        return ""
+    target = f"{observed['protocol']} {observed['target']}"
     if observed.get("port"):
         target += f":{observed['port']}"
     latency = observed.get("lastLatencyMs")

@@ -116,7 +116,7 @@ def _serve_config() -> dict[str, Any]:
             "lan",
             {"lanNetworks": ["192.168.50.0/24"], "interim": "2s", "receiveBuffer": "1MiB"},
         ),
-        resource("FirewallLog", "fw", {"group": testlab.OUR_GROUP}),
+        resource("FirewallLog", "fw", {"group": testlab.OUR_GROUP, "receiveBuffer": "1MiB"}),
         resource("DNSQueryLog", "lan-dns", {"interfaces": ["lan0"], "matchTimeout": "1s"}),
     )
 
@@ -377,11 +377,11 @@ def test_firewall_logs_match_ulogd(olab: ObserveLab) -> None:
         "import socket,sys\nfor p in range(3):\n s=socket.socket();s.settimeout(0.3)\n"
         f" try: s.connect((sys.argv[1], {testlab.DROP_PORT}))\n except OSError: pass\n"
     )
-    before = len(olab.get("firewall-logs", limit=5000)["items"])
+    before = len(olab.get("firewall-logs", prefix=testlab.DROP_PREFIX, limit=5000)["items"])
     olab.rl.lan.run(["python3", "-c", probe, WAN_HOST], timeout=20)
 
     def logged() -> list[dict[str, Any]] | None:
-        mine = olab.get("firewall-logs", limit=5000)["items"]
+        mine = olab.get("firewall-logs", prefix=testlab.DROP_PREFIX, limit=5000)["items"]
         theirs = olab.rl.ulogd_records("firewall")
         return mine if len(mine) >= before + 3 and len(theirs) == len(mine) else None
 
@@ -407,7 +407,9 @@ def test_firewall_logs_match_ulogd(olab: ObserveLab) -> None:
     assert ours_keyed == their_keyed
     assert all(i["action"] == "drop" and i["prefix"] == testlab.DROP_PREFIX for i in mine)
     assert all(i["protocol"] == "tcp" and "SYN" in i["tcpFlags"] for i in mine)
-    filtered = olab.get("firewall-logs", action="drop", dst=WAN_HOST, prefix="drop:")["items"]
+    filtered = olab.get("firewall-logs", action="drop", dst=WAN_HOST, prefix="drop: telnet")[
+        "items"
+    ]
     assert len(filtered) == len(mine)
     assert olab.get("firewall-logs", action="accept")["items"] == []
 
@@ -661,3 +663,47 @@ def test_routerctl_lists_what_the_router_sees(olab: ObserveLab) -> None:
         [*routerctl, "get", "flows", "--client", "nope"], capture_output=True, text=True, timeout=30
     )
     assert bad.returncode != 0 and "client" in bad.stderr
+
+
+FLOOD = textwrap.dedent(
+    """
+    import socket, sys
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for i in range(int(sys.argv[2])):
+        s.sendto(b"f", (sys.argv[1], int(sys.argv[3])))
+    """
+)
+
+
+def test_a_lost_firewall_log_burst_is_counted(olab: ObserveLab) -> None:
+    """Packets the kernel could not queue for the stalled observer show as
+    sequence gaps (kernel-queue) and ENOBUFS; the rest are recorded."""
+    script = olab.rl.workdir / "flood.py"
+    script.write_text(FLOOD)
+    pid = olab.serve.daemon("FirewallLog", "fw")["pid"]
+    before = olab.observed("firewall-log", "fw")
+    sent = 20000
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        olab.rl.lan.run(
+            ["python3", str(script), WAN_HOST, str(sent), str(testlab.FLOOD_PORT)], timeout=60
+        )
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # One more after the resume: a loss at the end of the burst is a gap before it.
+    olab.rl.lan.run(["python3", str(script), WAN_HOST, "1", str(testlab.FLOOD_PORT)], timeout=10)
+
+    def settled() -> dict[str, Any] | None:
+        obs = olab.observed("firewall-log", "fw")
+        got = obs["source"]["packets"] - before["source"]["packets"]
+        gaps = obs["source"]["sequenceGaps"] - before["source"]["sequenceGaps"]
+        return obs if got + gaps >= sent + 1 else None
+
+    obs = poll(settled, 30, "the firewall log to read or count every logged packet")
+    got = obs["source"]["packets"] - before["source"]["packets"]
+    gaps = obs["source"]["sequenceGaps"] - before["source"]["sequenceGaps"]
+    assert got + gaps == sent + 1
+    assert gaps > 0 and obs["dropped"]["kernel-queue"] >= gaps
+    assert obs["enobufs"] > before["enobufs"] or obs["kernelDrops"] > before["kernelDrops"]
+    recorded = olab.get("firewall-logs", prefix=testlab.FLOOD_PREFIX, limit=5000, since="1m")
+    assert recorded["items"] and all(i["dport"] == testlab.FLOOD_PORT for i in recorded["items"])

@@ -30,6 +30,9 @@ OUR_GROUP = 5
 ULOGD_GROUP = 6
 DROP_PORT = 2323
 DROP_PREFIX = "drop: telnet-probe"
+#: Logged to our group only: a flood to count losses with.
+FLOOD_PORT = 2324
+FLOOD_PREFIX = "drop: udp-flood"
 DNS_RECORDS = {
     "www.example.test": WAN_HOST,
     "api.example.test": WAN_HOST,
@@ -49,6 +52,7 @@ table inet filter {{
   chain forward {{
     type filter hook forward priority 0;
     tcp dport {DROP_PORT} log prefix "{DROP_PREFIX} " group {OUR_GROUP} log prefix "{DROP_PREFIX} " group {ULOGD_GROUP} drop
+    udp dport {FLOOD_PORT} log prefix "{FLOOD_PREFIX} " group {OUR_GROUP} drop
     ct state established,related accept
   }}
 }}

@@ -23,6 +23,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from typing import Any
 
@@ -150,6 +151,33 @@ def _settle(count: Callable[[], int], quiet: float = 1.5, limit: float = 60.0) -
     return last
 
 
+class StatusProbe:
+    """``GET status`` on the main API every 20 ms while a load runs."""
+
+    def __init__(self, serve: ServeProcess) -> None:
+        self.serve = serve
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            t0 = time.monotonic()
+            self.serve.get("status")
+            self.latencies.append(time.monotonic() - t0)
+
+    def __enter__(self) -> StatusProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def p99_ms(self) -> float:
+        return round(common.percentile(self.latencies, 99) * 1e3, 1)
+
+
 class Bench:
     def __init__(self, rl: testlab.RouterLab, serve: ServeProcess, state: Path) -> None:
         self.rl = rl
@@ -192,21 +220,23 @@ class Bench:
                 ["sh", "-c", f"while true; do conntrack -F 2>/dev/null; sleep {flush_every}; done"],
                 self.rl.workdir / "flusher.log",
             )
-        try:
-            out = self.rl.lan.run(
-                ["python3", str(script), testlab.WAN_HOST, str(first), str(n), str(rate)],
-                timeout=300,
-            )
-        finally:
-            if flusher is not None:
-                flusher.stop()
-        seconds = float(out.stdout.strip().splitlines()[-1])
-        self.rl.router.run(["conntrack", "-F"], timeout=60)
-        last = first + span
-        ours = _settle(lambda: self.ours_destroyed(first, last))
+        with StatusProbe(self.serve) as probe:
+            try:
+                out = self.rl.lan.run(
+                    ["python3", str(script), testlab.WAN_HOST, str(first), str(n), str(rate)],
+                    timeout=300,
+                )
+            finally:
+                if flusher is not None:
+                    flusher.stop()
+            seconds = float(out.stdout.strip().splitlines()[-1])
+            self.rl.router.run(["conntrack", "-F"], timeout=60)
+            last = first + span
+            ours = _settle(lambda: self.ours_destroyed(first, last))
         theirs = _settle(lambda: self.ulogd_destroyed(first, last), quiet=1.0, limit=10)
         missed = self.ours_destroyed(first, last, "missed-destroy")
         return {
+            "statusP99Ms": probe.p99_ms(),
             "missedDestroy": missed,
             "flows": n,
             "sendSeconds": round(seconds, 3),
@@ -222,9 +252,10 @@ class Bench:
         script = self.rl.workdir / "dnsload.py"
         script.write_text(DNS_LOAD)
         t0 = time.time()
-        out = self.rl.lan.run(
-            ["python3", str(script), testlab.LAN_ROUTER, str(n), str(rate)], timeout=300
-        )
+        with StatusProbe(self.serve) as probe:
+            out = self.rl.lan.run(
+                ["python3", str(script), testlab.LAN_ROUTER, str(n), str(rate)], timeout=300
+            )
         answered_s, seconds_s = out.stdout.split()
         answered, seconds = int(answered_s), float(seconds_s)
 
@@ -244,6 +275,7 @@ class Bench:
             "dnsmasqAnswered": answered,
             "oursMatched": ours,
             "oursVsDnsmasq": round(ours / answered, 4) if answered else None,
+            "statusP99Ms": probe.p99_ms(),
         }
 
     def connections(self, entries: int, reps: int) -> dict[str, Any]:
@@ -359,6 +391,7 @@ def main(smoke: bool) -> dict[str, Any]:
                         r["oursLossPct"],
                         r["ulogdLossPct"],
                         r["ratio"],
+                        r["statusP99Ms"],
                     ]
                 )
             common.emit_table(
@@ -372,6 +405,7 @@ def main(smoke: bool) -> dict[str, Any]:
                     "ours loss %",
                     "ulogd2 loss %",
                     "ours/ulogd2",
+                    "status p99 ms",
                 ],
                 rows,
             )
@@ -392,6 +426,7 @@ def main(smoke: bool) -> dict[str, Any]:
                         r["oursLossPct"],
                         r["ulogdLossPct"],
                         r["ratio"],
+                        r["statusP99Ms"],
                     ]
                 )
             common.emit_table(
@@ -406,6 +441,7 @@ def main(smoke: bool) -> dict[str, Any]:
                     "ours loss %",
                     "ulogd2 loss %",
                     "ours/ulogd2",
+                    "status p99 ms",
                 ],
                 rows,
             )
@@ -416,12 +452,26 @@ def main(smoke: bool) -> dict[str, Any]:
                 r = b.dns(int(rate * seconds), rate)
                 result["dns"].append(r)
                 rows.append(
-                    [rate, r["rate"], r["dnsmasqAnswered"], r["oursMatched"], r["oursVsDnsmasq"]]
+                    [
+                        rate,
+                        r["rate"],
+                        r["dnsmasqAnswered"],
+                        r["oursMatched"],
+                        r["oursVsDnsmasq"],
+                        r["statusP99Ms"],
+                    ]
                 )
             common.emit_table(
                 result,
                 f"DNS capture for {seconds} s: queries answered by dnsmasq vs matched by the observer",
-                ["target q/s", "sent q/s", "dnsmasq answered", "ours matched", "ours/dnsmasq"],
+                [
+                    "target q/s",
+                    "sent q/s",
+                    "dnsmasq answered",
+                    "ours matched",
+                    "ours/dnsmasq",
+                    "status p99 ms",
+                ],
                 rows,
             )
             entries = 5_000 if smoke else 100_000

@@ -7,6 +7,7 @@ and errors are shared with the main control API (:mod:`routerd.httpapi`).
 
 from __future__ import annotations
 
+import mimetypes
 from typing import Any
 from typing import Protocol
 
@@ -84,7 +85,7 @@ class Events:
         topics = parse_topics(req.get_param_as_list("topic") or [])
         log_ = self.backend.eventlog
         if tail:
-            resp.media = {"cursor": str(log_.head), "events": [], "more": False}
+            resp.media = {"cursor": str(log_.visible), "events": [], "more": False}
             return
         if wait <= 0 or self.backend.stopping:
             resp.media = log_.query(since, topics, limit).to_dict()
@@ -142,6 +143,13 @@ class OpenAPI:
 
 
 def create_app(backend: DaemonBackend) -> falcon.App[falcon.Request, falcon.Response]:
+    if not mimetypes.inited:
+        # falcon.App copies the MIME tables for static routes, and first has
+        # mimetypes read the system's files (/etc/mime.types: 5-12 ms, on the
+        # main thread while the engine starts its protocol). A daemon serves
+        # no files: Python's built-in table will do. (mimetypes.guess_type
+        # still reads the files when anything calls it: it checks its own db.)
+        mimetypes.inited = True
     app = falcon.App()
     configure_app(app)
     app.add_route("/v1/healthz", Healthz(backend))

@@ -12,7 +12,11 @@ leaves half a line behind: it is completed or cut back to the line start.
 Cursors are strictly increasing integers that continue across restarts, and
 never go backwards even when the log is lost: a small ``events.cursor`` file
 holds a high-water mark ("lease") that is always ahead of every cursor in the
-log, written before the log passes it. At start the ring and the cursor are
+log, written (with ``fsync``) before the log passes it. With
+``background_marks`` (what a daemon uses) the emitter never waits for that
+``fsync``: the mark is written on a thread, ahead of need, and an event whose
+cursor it does not cover yet is accepted but held (neither written nor
+visible) until it does. At start the ring and the cursor are
 restored from the files; unreadable lines (torn, garbage, a NUL block) and
 lines whose cursor is out of order are skipped and counted, and reading
 resynchronises on the next line, or on the next event start inside a line.
@@ -207,8 +211,15 @@ class EventLog:
         clock: Callable[[], float] = time.time,
         health: PersistenceHealth | None = None,
         write: Write = os.write,
+        background_marks: bool = False,
+        write_mark: Callable[[Path, bytes], None] | None = None,
     ) -> None:
+        """``background_marks``: write the cursor file's high-water mark on a
+        thread (see the module docstring); ``write_mark``: how (default
+        :func:`routerd.daemon.statefile.atomic_write`; tests)."""
         self.path = path
+        self.background_marks = background_marks
+        self._write_mark = write_mark if write_mark is not None else atomic_write
         self.rotate_bytes = rotate_bytes
         self.max_pending = max_pending
         self.clock = clock
@@ -219,11 +230,15 @@ class EventLog:
         self._fd: int | None = None
         self._size = 0
         self._torn = False  # the file ends in a partial line we could not cut
-        self.head = 0
+        self.head = 0  # the last cursor handed out
+        self.visible = 0  # the last cursor readers can see (below head only while held)
         self.committed = 0  # the last cursor written to the file
         self.oldest_retained = 1  # cursor of the oldest event still readable
         self._current_first: int | None = None  # first cursor in the current file
         self._reserved = 0  # the cursor file's high-water mark, as written
+        # Accepted above the mark while it is being written: not written, not visible yet.
+        self._held: list[Event] = []
+        self._mark_thread: threading.Thread | None = None
         self._cursor_file_ok = False
         self._hole: tuple[int, int] | None = None  # (lo, hi]: cursors lost with the log
         self._pending: deque[tuple[int, bytes]] = deque()
@@ -315,6 +330,7 @@ class EventLog:
             )
         if not self.restored:
             self.oldest_retained = self.head + 1
+        self.visible = self.head
         self._dropped_ranges = [r for r in self._dropped_ranges if r[1] >= self.oldest_retained]
         self.committed = file_head
         try:
@@ -325,6 +341,8 @@ class EventLog:
                     f"event log {self.path} is not usable: {describe(exc)}"
                 ) from None
             self._failed(self.path, exc)
+        with self._cond:
+            self._mark_ahead()  # the first event after a clean stop needs a new mark: start it now
         if self.torn_lines or self.out_of_order:
             log.warning(
                 "event log %s: skipped %d unreadable and %d out-of-order lines",
@@ -429,17 +447,75 @@ class EventLog:
         self._dropped_ranges = ranges[-MAX_DROPPED_RANGES:]
         return reserved, committed
 
-    def _write_cursor_file(self, reserved: int) -> None:
-        path = self.cursor_path
-        assert path is not None
+    def _cursor_body(self, reserved: int) -> bytes:
         body = {
             "version": 1,
             "reserved": str(reserved),
             "committed": str(self.committed),
             "dropped": [[str(a), str(b)] for a, b in self._dropped_ranges],
         }
-        atomic_write(path, json.dumps(body, separators=(",", ":")).encode() + b"\n")
+        return json.dumps(body, separators=(",", ":")).encode() + b"\n"
+
+    def _write_cursor_file(self, reserved: int) -> None:
+        path = self.cursor_path
+        assert path is not None
+        self._write_mark(path, self._cursor_body(reserved))
         self._reserved = reserved
+
+    # -- the high-water mark on a thread (background_marks) --------------------
+    def _mark_ahead(self) -> None:
+        """Start writing the next mark if the current one is (almost) used up (lock held).
+
+        Half a lease ahead, so that in steady state the new mark is on disk
+        before any cursor needs it and nothing is ever held.
+        """
+        if (
+            not self.background_marks
+            or self.path is None
+            or self.closed
+            or self._failing
+            or self._mark_thread is not None
+            or self._reserved - self.head > CURSOR_LEASE // 2
+        ):
+            return
+        target = self.head + CURSOR_LEASE
+        body = self._cursor_body(target)
+        thread = threading.Thread(
+            target=self._mark, args=(target, body), name="eventlog-mark", daemon=True
+        )
+        self._mark_thread = thread
+        thread.start()
+
+    def _mark(self, target: int, body: bytes) -> None:
+        """The mark thread: write the mark, then write and show what waited for it."""
+        path = self.cursor_path
+        assert path is not None
+        error: OSError | None = None
+        try:
+            self._write_mark(path, body)
+        except OSError as exc:
+            error = exc
+        with self._cond:
+            self._mark_thread = None
+            if error is None:
+                self._reserved = max(self._reserved, target)
+                if self._pending and not self._failing:
+                    self._flush_locked()
+            else:
+                # The disk refuses: as for any write, accept visible first
+                # and let the retry thread write the mark and the lines.
+                self._failed(path, error)
+            self._publish_held()
+            if len(self._pending) > self.max_pending:
+                self._drop_oldest()
+            self._mark_ahead()
+
+    def _publish_held(self) -> None:
+        for event in self._held:
+            self._ring.append(event)
+            self.visible = event.cursor
+        self._held.clear()
+        self._cond.notify_all()
 
     def _open(self) -> None:
         assert self.path is not None
@@ -498,11 +574,22 @@ class EventLog:
             if self.path is not None and not self.closed:
                 line = json.dumps(event.to_dict(), separators=(",", ":")).encode() + b"\n"
                 self._pending.append((event.cursor, line))
+                if self._held or (
+                    self.background_marks and not self._failing and event.cursor > self._reserved
+                ):
+                    # Not covered by the mark on disk yet: the mark thread
+                    # writes and shows it (and those after it, in order) once
+                    # the mark is durable; the emitter does not wait for fsync.
+                    self._held.append(event)
+                    self._mark_ahead()
+                    return event
                 if not self._failing or self.health.retry_due(WRITER):
                     self._flush_locked()
                 if len(self._pending) > self.max_pending:
                     self._drop_oldest()
+                self._mark_ahead()
             self._ring.append(event)
+            self.visible = event.cursor
             if self.path is None and len(self._ring) == self._ring.maxlen:
                 self.oldest_retained = self._ring[0].cursor
             self._cond.notify_all()
@@ -526,6 +613,8 @@ class EventLog:
 
     def _flush_locked(self) -> bool:
         assert self.path is not None
+        if self._mark_thread is not None:
+            return False  # the mark thread writes what waits once its mark is on disk
         where: Path = self.path
         try:
             if self._fd is None:
@@ -711,7 +800,7 @@ class EventLog:
                 last = event.cursor
                 yield event
         # Accepted but not yet written (the disk refuses), older than the ring.
-        ring_first = ring[0].cursor if ring else self.head + 1
+        ring_first = ring[0].cursor if ring else self.visible + 1
         for cursor, line in pending:
             if cursor >= ring_first:
                 break
@@ -733,7 +822,7 @@ class EventLog:
         start = self.oldest_retained - 1
         if since is None:
             return start, False
-        if since > self.head or since < self.oldest_retained - 1:
+        if since > self.visible or since < self.oldest_retained - 1:
             return start, True  # ahead of a lost log, or behind what is retained
         hole = self._hole
         # A cursor the log no longer vouches for (it was lost).
@@ -747,7 +836,7 @@ class EventLog:
         with self._cond:
             start, reset = self._start_locked(since)
             chunk = list(itertools.islice(self._candidates(start), _QUERY_CHUNK))
-            head = self.head
+            head = self.visible
         events: list[Event] = []
         more = False
         while True:
@@ -766,7 +855,7 @@ class EventLog:
                     reset = True  # rotated away between two chunks
                     start = self.oldest_retained - 1
                 chunk = list(itertools.islice(self._candidates(start), _QUERY_CHUNK))
-                head = self.head
+                head = self.visible
         cursor = events[-1].cursor if events else head
         if not reset and since is not None:
             with self._cond:
@@ -794,13 +883,13 @@ class EventLog:
             with self._cond:
                 # Checked under the lock append notifies under, so an event
                 # appended since the query is never slept through.
-                if self.head == since and not self.closed:
+                if self.visible == since and not self.closed:
                     self._cond.wait(remaining)
 
     def stats(self) -> dict[str, Any]:
         with self._cond:
             return {
-                "head": str(self.head),
+                "head": str(self.visible),
                 "committed": str(self.committed),
                 "oldestRetained": str(self.oldest_retained),
                 "inMemory": len(self._ring),
@@ -820,24 +909,32 @@ class EventLog:
 
     def close(self) -> None:
         """Write what waits, wake every waiter, close the file; later appends stay in memory."""
-        with self._cond:
-            if self.closed:
-                return
-            if self.path is not None:
-                self._flush_locked()
-                if self._pending:
-                    log.error(
-                        "event log %s: %d events could not be written before the exit",
-                        self.path,
-                        len(self._pending),
-                    )
-                    self._overflowing = True  # logged just now
-                    self.max_pending = 0
-                    self._drop_oldest()
-                # A clean stop hands out nothing beyond the head: the next
-                # start continues at head + 1 instead of jumping a lease.
-                with contextlib.suppress(OSError):
-                    self._write_cursor_file(self.head)
-            self.closed = True
-            self._close_fd()
-            self._cond.notify_all()
+        while True:
+            with self._cond:
+                thread = self._mark_thread
+                if thread is None or self.closed:
+                    self._close_locked()
+                    return
+            thread.join()  # its mark, and what waits for it, first
+
+    def _close_locked(self) -> None:
+        if self.closed:
+            return
+        if self.path is not None:
+            self._flush_locked()
+            if self._pending:
+                log.error(
+                    "event log %s: %d events could not be written before the exit",
+                    self.path,
+                    len(self._pending),
+                )
+                self._overflowing = True  # logged just now
+                self.max_pending = 0
+                self._drop_oldest()
+            # A clean stop hands out nothing beyond the head: the next
+            # start continues at head + 1 instead of jumping a lease.
+            with contextlib.suppress(OSError):
+                self._write_cursor_file(self.head)
+        self.closed = True
+        self._close_fd()
+        self._cond.notify_all()

@@ -125,6 +125,7 @@ class PersistenceHealth:
         self._retry: dict[str, Callable[[], object]] = {}
         self._listeners: list[Listener] = []
         self._thread: threading.Thread | None = None
+        self._started = False  # start() was called: the thread runs once something fails
         self._stopping = False
         self.episodes = 0  # how many times a healthy writer started failing
         self.recoveries = 0
@@ -164,6 +165,7 @@ class PersistenceHealth:
             fault.next_retry = now + delay
             self._cond.notify_all()
             faults = list(self._faults.values())
+            self._start_thread_locked()
         if changed:
             log.error(
                 "%s: cannot write %s: %s; keeping the data in memory and retrying with backoff",
@@ -234,19 +236,32 @@ class PersistenceHealth:
 
     # -- the retry thread ----------------------------------------------------
     def start(self) -> None:
-        if self._thread is not None:
+        """Retry failing writers from now on.
+
+        The thread itself starts at the first failure (at once if one is
+        already recorded): a daemon whose disk takes every write never
+        has it, and its start does not wait for a thread to come up.
+        """
+        with self._cond:
+            self._started = True
+            self._stopping = False
+            if self._faults:
+                self._start_thread_locked()
+
+    def _start_thread_locked(self) -> None:
+        if not self._started or self._stopping or self._thread is not None:
             return
-        self._stopping = False
         self._thread = threading.Thread(target=self._run, name="persistence-retry", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 1.0) -> None:
         with self._cond:
             self._stopping = True
+            self._started = False
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
 
     def _run(self) -> None:
         while True:

@@ -146,8 +146,12 @@ class DaemonRuntime:
         self.waiters = WaiterSlots(max(1, min(max_waiters, threads - 4)))
         # Every writer reports disk trouble here; it becomes a condition.
         self.persistence = PersistenceHealth(wall=wall)
+        # The cursor file's fsync off the emitters' path (docs/decisions.md, "Persistence faults").
         self.eventlog = EventLog(
-            paths.state_dir / "events.jsonl", clock=wall, health=self.persistence
+            paths.state_dir / "events.jsonl",
+            clock=wall,
+            health=self.persistence,
+            background_marks=True,
         )
         self.statefile = StateFile(paths.state_dir / "state.json", health=self.persistence)
         self.loop = EngineLoop()
@@ -263,9 +267,14 @@ class DaemonRuntime:
         )
         self.loop.start_thread(name=f"engine-{self.kind.name}")
         ctx = self._ctx = _Context(self)
+        context: Any = ctx  # a DaemonContext (its emit is a method, the protocol's an attribute)
+
+        def build_and_start() -> None:  # one trip to the engine thread, not two
+            self.engine = self.kind.factory(context)
+            self.engine.start(context)
+
         try:
-            self.engine = self.loop.submit(self.kind.factory, ctx).result(timeout=COMMAND_TIMEOUT)
-            self.loop.submit(self.engine.start, ctx).result(timeout=COMMAND_TIMEOUT)
+            self.loop.submit(build_and_start).result(timeout=COMMAND_TIMEOUT)
         except Exception as exc:
             log.exception("engine failed to start")
             self.resource_state.set_condition("EngineStarted", False, "StartFailed", str(exc))

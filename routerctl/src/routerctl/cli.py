@@ -1017,10 +1017,17 @@ def plugins_list(hook: str | None, output: str) -> None:
     Exits with status 1 when any plugin failed to load (the list is printed
     all the same). ROUTERD_PLUGINS=a,b restricts the list to those names.
     """
+    from pathlib import Path
+
+    from routerd.client import default_state_dir
+    from routerd.plugins import allowed_plugins
     from routerd.plugins import load_plugins
+    from routerd.plugins import write_index
 
     quiet_plugin_logging()
     plugin_set = load_plugins()
+    # Refreshes the index `routerd daemon` reads (when we may write the state root).
+    write_index(plugin_set, Path(default_state_dir()), allow=allowed_plugins())
     commands = _commands_by_plugin(plugin_set)
     records = []
     for record in plugin_set.records:

@@ -1,31 +1,45 @@
-"""The ``routerd`` command: ``daemon``, ``validate``, ``schema``."""
+"""The ``routerd`` command: entry point, and what ``routerd daemon`` runs.
+
+``routerd daemon`` is the command whose start matters (the exec path, and
+every daemon a standalone router runs), so :func:`main` parses an ordinary
+``routerd daemon KIND --config ... --resource ...`` itself and runs it
+without importing click (20 ms of a cold start). Anything else, including a
+daemon command line it does not recognise exactly (``--help``, a typo, a
+missing option), goes to the click group in :mod:`routerd.commands`, which
+parses it the same way and gives click's messages.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-import json
+from collections.abc import Mapping
 import logging
 import os
 from pathlib import Path
 import sys
 from typing import TYPE_CHECKING
 from typing import Any
-from typing import NoReturn
-from typing import TypeVar
-
-import click
-
-from routerd.client import default_runtime_dir
-from routerd.client import default_state_dir
 
 if TYPE_CHECKING:
     from routerd.errors import ConfigError
     from routerd.plugins import PluginSet
 
-F = TypeVar("F", bound=Callable[..., Any])
+#: ``routerd daemon`` options taking a value, to their parameter names.
+_DAEMON_OPTIONS = {
+    "--config": "config_path",
+    "--resource": "resource",
+    "--runtime-dir": "runtime_dir",
+    "--state-dir": "state_dir",
+    "--socket": "socket_path",
+    "--log-level": "log_level",
+}
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-def _setup_logging(level: str) -> None:
+class DaemonRefused(Exception):
+    """The daemon does not start (one line; ``routerd daemon`` prints it as ``Error: ...``, exit 1)."""
+
+
+def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -33,28 +47,7 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def paths_options(func: F) -> F:
-    """``--config``, ``--runtime-dir`` and ``--state-dir`` of ``daemon`` and ``serve``."""
-    func = click.option(
-        "--state-dir",
-        default=None,
-        help="State root (default $ROUTERD_STATE_DIR or /var/lib/routerd).",
-    )(func)
-    func = click.option(
-        "--runtime-dir",
-        default=None,
-        help="Socket root (default $ROUTERD_RUNTIME_DIR or /run/routerd).",
-    )(func)
-    return click.option(
-        "--config",
-        "config_path",
-        required=True,
-        type=click.Path(),  # the config reader refuses what is not a regular file
-        help="Router config file.",
-    )(func)
-
-
-def _absolute(config_path: str) -> Path:
+def absolute_config(config_path: str) -> Path:
     """The config path made absolute for the daemons, symlinks kept.
 
     Not ``resolve()``: a symlink loop raised RuntimeError there, before the
@@ -64,50 +57,73 @@ def _absolute(config_path: str) -> Path:
     return Path(os.path.abspath(config_path))
 
 
-def _refuse(config_path: str, exc: ConfigError) -> NoReturn:
-    """Print every config problem, one line each, and exit 1 without starting."""
+def print_problems(exc: ConfigError) -> None:
+    """Every config problem on stderr, one line each (they are one line already)."""
     for problem in exc.problems:
-        click.echo(f"error: {problem}", err=True)
-    raise click.ClickException(f"{config_path}: {len(exc.problems)} problem(s); not starting")
+        print(f"error: {problem}", file=sys.stderr, flush=True)
 
 
-log_level_option = click.option(
-    "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
-)
+def parse_daemon_args(args: list[str]) -> dict[str, str] | None:
+    """``routerd daemon``'s arguments (after ``daemon``), or None for click to parse.
+
+    Only the plain forms are taken (``--opt value``, ``--opt=value``, one
+    daemon kind); anything unusual is click's, so its help and errors stay.
+    """
+    out: dict[str, str] = {}
+    kind: str | None = None
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("-"):
+            name, eq, value = arg.partition("=")
+            param = _DAEMON_OPTIONS.get(name)
+            if param is None:
+                return None
+            if not eq:
+                i += 1
+                if i == len(args):
+                    return None
+                value = args[i]
+            if not value or value.startswith("-"):
+                return None  # click decides what a value that looks like an option means
+            out[param] = value
+        elif kind is None:
+            kind = arg
+        else:
+            return None
+        i += 1
+    if kind is None or "config_path" not in out or "resource" not in out:
+        return None
+    if out.setdefault("log_level", "info") not in LOG_LEVELS:
+        return None
+    out["daemon_kind"] = kind
+    return out
 
 
-@click.group()
-@click.version_option(package_name="routerd-core", prog_name="routerd")
 def main() -> None:
-    """routerd: a router control plane for Linux hosts."""
+    """The console script ``routerd`` (and ``python -m routerd``)."""
+    argv = sys.argv[1:]
+    if argv[:1] == ["daemon"] and (args := parse_daemon_args(argv[1:])) is not None:
+        from routerd.permissions import set_umask
 
+        set_umask()  # before any file exists: state and logs are not world-readable (§9)
+        setup_logging(args["log_level"])
+        try:
+            code = run_daemon(
+                args["daemon_kind"],
+                args["config_path"],
+                args["resource"],
+                args.get("runtime_dir"),
+                args.get("state_dir"),
+                args.get("socket_path"),
+            )
+        except DaemonRefused as exc:
+            print(f"Error: {exc}", file=sys.stderr, flush=True)  # as click shows its errors
+            code = 1
+        sys.exit(code)
+    from routerd.commands import main as commands
 
-@main.command()
-@click.argument("daemon_kind")
-@paths_options
-@click.option("--resource", required=True, help="Name of the resource this daemon serves.")
-@click.option(
-    "--socket",
-    "socket_path",
-    default=None,
-    help="Socket path (default <runtime>/<kind>/<resource>.sock).",
-)
-@log_level_option
-def daemon(
-    daemon_kind: str,
-    config_path: str,
-    resource: str,
-    runtime_dir: str | None,
-    state_dir: str | None,
-    socket_path: str | None,
-    log_level: str,
-) -> None:
-    """Run the daemon of DAEMON_KIND for one resource of the config."""
-    from routerd.permissions import set_umask
-
-    set_umask()  # before any file exists: state and logs are not world-readable (§9)
-    _setup_logging(log_level)
-    sys.exit(run_daemon(daemon_kind, config_path, resource, runtime_dir, state_dir, socket_path))
+    commands()
 
 
 def run_daemon(
@@ -119,177 +135,69 @@ def run_daemon(
     socket_path: str | None = None,
     *,
     plugins: PluginSet | None = None,
+    item: Mapping[str, Any] | None = None,
 ) -> int:
     """What ``routerd daemon`` runs, and a child of the fork server (``routerd serve``).
 
-    ``plugins``: what the fork server loaded; by default they are loaded
-    here. Returns the exit code; a refusal to start is a
-    :class:`click.ClickException` (one line, no traceback).
+    ``plugins``: what the fork server loaded; by default this kind's plugin
+    and the observers are loaded here (:func:`routerd.plugins.load_daemon_plugins`).
+    ``item``: the resource's ``apiVersion`` and raw ``spec`` as serve read
+    them from the config (validated here again); by default the config is read.
+    Returns the exit code; a refusal to start is a
+    :class:`DaemonRefused` (one line, no traceback), with every config
+    problem printed before it.
     """
+    from routerd.client import default_runtime_dir
+    from routerd.client import default_state_dir
     from routerd.config import load_resource
+    from routerd.config import resource_from_item
     from routerd.daemon.listen import SocketInUse
     from routerd.daemon.persistence import StorageUnusable
     from routerd.daemon.runtime import DaemonPaths
     from routerd.daemon.runtime import DaemonRuntime
     from routerd.errors import ConfigError
-    from routerd.plugins import load_plugins
+    from routerd.plugins import load_daemon_plugins
     from routerd.secrets import install_log_redaction
 
+    state_root = Path(state_dir or default_state_dir())
     if plugins is None:
-        plugins = load_plugins()
+        plugins = load_daemon_plugins(daemon_kind, state_root)
     kind = plugins.kinds.get(daemon_kind)
     if kind is None:
         clash = plugins.conflict(daemon_kind)
         if clash is not None:
-            raise click.ClickException(clash)
+            raise DaemonRefused(clash)
         known = ", ".join(sorted(plugins.kinds)) or "none"
-        raise click.ClickException(f"unknown daemon kind {daemon_kind!r} (loaded: {known})")
+        raise DaemonRefused(f"unknown daemon kind {daemon_kind!r} (loaded: {known})")
     try:
         # Only this daemon's resource: the rest of the file is serve's (docs/configuration.md).
-        res = load_resource(config_path, plugins, resource, kind)
+        if item is not None:
+            api_version = str(item.get("apiVersion"))
+            res = resource_from_item(
+                config_path, plugins, resource, kind, api_version, item.get("spec")
+            )
+        else:
+            res = load_resource(config_path, plugins, resource, kind)
     except ConfigError as exc:
-        _refuse(config_path, exc)
+        print_problems(exc)
+        raise DaemonRefused(
+            f"{config_path}: {len(exc.problems)} problem(s); not starting"
+        ) from None
     paths = DaemonPaths.default(
-        daemon_kind,
-        resource,
-        Path(runtime_dir or default_runtime_dir()),
-        Path(state_dir or default_state_dir()),
+        daemon_kind, resource, Path(runtime_dir or default_runtime_dir()), state_root
     )
     if socket_path:
         paths.socket = Path(socket_path)
-    runtime = DaemonRuntime(plugins, kind, _absolute(config_path), res, paths)
+    runtime = DaemonRuntime(plugins, kind, absolute_config(config_path), res, paths)
     install_log_redaction(runtime.scrubber)
     try:
         return runtime.serve()
     except SocketInUse as exc:
-        raise click.ClickException(str(exc)) from None
+        raise DaemonRefused(str(exc)) from None
     except StorageUnusable as exc:  # a broken setup: one line, not a traceback
-        raise click.ClickException(str(exc)) from None
+        raise DaemonRefused(str(exc)) from None
     except OSError as exc:
-        raise click.ClickException(
-            f"cannot listen on {paths.socket}: {exc.strerror or exc}"
-        ) from None
-
-
-@main.command("fork-server", hidden=True)
-@click.option("--control-fd", type=int, required=True)
-@click.option("--exclude", multiple=True, help="Plugins not to load (they start threads).")
-@log_level_option
-def fork_server(control_fd: int, exclude: tuple[str, ...], log_level: str) -> None:
-    """The pre-loaded process routerd serve forks its daemons from (serve/forkserver.py)."""
-    from routerd.permissions import set_umask
-    from routerd.serve.forkserver import server_main
-
-    set_umask()  # inherited by every daemon it forks
-    _setup_logging(log_level)
-    sys.exit(server_main(control_fd, log_level, set(exclude)))
-
-
-@main.command()
-@paths_options
-@click.option(
-    "--log-dir", default=None, help="Write each daemon's output to a file here (default: inherit)."
-)
-@click.option(
-    "--fork-server/--no-fork-server",
-    default=True,
-    help="Fork daemons from a pre-loaded process (default), or exec `routerd daemon` for each.",
-)
-@log_level_option
-def serve(
-    config_path: str,
-    runtime_dir: str | None,
-    state_dir: str | None,
-    log_dir: str | None,
-    fork_server: bool,
-    log_level: str,
-) -> None:
-    """Supervise one daemon per resource, store their events, serve the control API."""
-    from routerd.daemon.server import SocketInUse
-    from routerd.errors import ConfigError
-    from routerd.permissions import set_umask
-    from routerd.plugins import load_plugins
-    from routerd.serve.main import RouterdServe
-
-    set_umask()  # inherited by every daemon it starts
-    _setup_logging(log_level)
-    plugins = load_plugins()
-    for record in plugins.records:
-        if record.error:
-            click.echo(f"warning: plugin {record.name}: {record.error}", err=True)
-    server = RouterdServe(
-        plugins,
-        _absolute(config_path),
-        Path(runtime_dir or default_runtime_dir()),
-        Path(state_dir or default_state_dir()),
-        log_dir=Path(log_dir) if log_dir else None,
-        fork_server=fork_server,
-        log_level=log_level,
-    )
-    try:
-        code = server.serve()
-    except ConfigError as exc:
-        _refuse(config_path, exc)
-    except SocketInUse as exc:
-        raise click.ClickException(f"{exc} (is routerd serve already running?)") from None
-    sys.exit(code)
-
-
-@main.command()
-@click.option("-f", "--file", "config_path", required=True, type=click.Path())
-def validate(config_path: str) -> None:
-    """Validate a config file; print every problem and exit 1 if there are any."""
-    from routerd.config import load_config
-    from routerd.errors import ConfigError
-    from routerd.plugins import load_plugins
-
-    plugins = load_plugins()
-    for record in plugins.records:
-        if record.error:
-            click.echo(f"warning: plugin {record.name}: {record.error}", err=True)
-    try:
-        config = load_config(config_path, plugins)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(f"error: {problem}", err=True)
-        click.echo(f"{config_path}: {len(exc.problems)} problem(s)", err=True)
-        sys.exit(1)
-    click.echo(f"{config_path}: ok ({len(config.resources)} resources)")
-
-
-@main.command()
-def schema() -> None:
-    """Print a JSON Schema of the config with every loaded kind."""
-    from routerd.config import json_schema
-    from routerd.plugins import load_plugins
-
-    click.echo(json.dumps(json_schema(load_plugins()), indent=2))
-
-
-@main.command()
-@click.option(
-    "--config",
-    "config_path",
-    default="/etc/routerd/router.yaml",
-    show_default=True,
-    help="Router config the unit runs with (absolute path).",
-)
-@click.option("--bindir", default=None, help="Where routerd is. [default: this installation's]")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
-def unit(config_path: str, bindir: str | None, output: str | None) -> None:
-    """Print the hardened systemd unit of routerd serve for this installation."""
-    from routerd.unit import installation_bindir
-    from routerd.unit import render
-
-    try:
-        text = render(bindir or installation_bindir(), config_path)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    Path(output).write_text(text)
-    click.echo(f"wrote {output}; now: systemctl daemon-reload && systemctl enable --now routerd")
+        raise DaemonRefused(f"cannot listen on {paths.socket}: {exc.strerror or exc}") from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -144,6 +144,17 @@ class ServeKind:
     description: str = ""
 
 
+def serve_kind_names() -> frozenset[str]:
+    """The resource kinds of :func:`serve_kinds`, without importing their spec models.
+
+    What the plugin loader reserves: a daemon need not build the rules' models.
+    """
+    from routerd.rules import DERIVED_EVENT
+    from routerd.rules import EVENT_RULE
+
+    return frozenset({EVENT_RULE, DERIVED_EVENT})
+
+
 def serve_kinds() -> dict[str, ServeKind]:
     """Every kind routerd serve runs itself, by resource kind."""
     # Imported here: the rules' spec models build on routerd.config, which imports this module.

@@ -29,11 +29,15 @@ import struct
 from typing import Any
 from typing import NamedTuple
 
-import dpkt
-import dpkt.dhcp
-import dpkt.ethernet
-import dpkt.ip
-import dpkt.udp
+from routerd.leanimport import bare_package
+
+# Four of dpkt's modules, without the ~70 its __init__ imports (a daemon's cold start).
+with bare_package("dpkt"):
+    import dpkt.dhcp
+    import dpkt.dpkt
+    import dpkt.ethernet
+    import dpkt.ip
+    import dpkt.udp
 
 __all__ = [
     "BOOTREPLY",
@@ -539,7 +543,7 @@ class _BootpHeader(dpkt.dhcp.DHCP):  # type: ignore[misc]
     """dpkt's DHCP header, without dpkt's unchecked option loop."""
 
     def unpack(self, buf: bytes) -> None:
-        dpkt.Packet.unpack(self, buf)
+        dpkt.dpkt.Packet.unpack(self, buf)
 
 
 def _walk_options(
@@ -621,7 +625,7 @@ def decode(payload: bytes, *, strict: bool = True) -> DhcpMessage:
         return _decode(bytes(payload), strict)
     except DecodeError:
         raise
-    except (dpkt.Error, struct.error, ValueError, IndexError) as exc:
+    except (dpkt.dpkt.Error, struct.error, ValueError, IndexError) as exc:
         # Defence in depth: nothing else may escape (DESIGN §9).
         raise DecodeError(f"malformed message: {exc}") from None
 

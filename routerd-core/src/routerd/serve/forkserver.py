@@ -18,12 +18,17 @@ serve -> fork server                    fork server -> serve
 ======================================  =================================================
 ``{"op": "fork", "id", "kind",          ``{"op": "ready", "pid", "kinds", "refused"}``
 "resource", "config", "runtimeDir",     once, when everything is imported and frozen;
-"stateDir"}``, the daemon's log file    ``{"op": "forked", "id", "pid", "starttime"}``;
-descriptor attached (``SCM_RIGHTS``)    ``{"op": "failed", "id", "error"}``;
-when it has one                         ``{"op": "stale", "id", "changed"}``, then it exits;
+"stateDir", "item"}``, the daemon's     ``{"op": "forked", "id", "pid", "starttime"}``;
+log file descriptor attached            ``{"op": "failed", "id", "error"}``;
+(``SCM_RIGHTS``) when it has one        ``{"op": "stale", "id", "changed"}``, then it exits;
                                         ``{"op": "exit", "pid", "status"}`` for each child
                                         it reaped (``Popen.returncode`` convention)
 ======================================  =================================================
+
+``item`` (optional) is the resource's ``apiVersion`` and raw ``spec`` as
+serve just read them from the config: the child validates them with its own
+plugin code (:func:`routerd.config.resource_from_item`) instead of reading
+and parsing the file again.
 
 serve cannot ``waitpid`` the daemons (they are the fork server's children),
 so their exit statuses come as ``exit`` reports. If the fork server goes
@@ -81,6 +86,7 @@ RESTART_CAP = 60.0
 #: daemon uses (DESIGN.md §1), pyroute2 through its lean path.
 STACK = (
     "routerd.cli",
+    "routerd.client",
     "routerd.config",
     "routerd.daemon.runtime",
     "routerd.daemon.api",
@@ -97,6 +103,10 @@ STACK = (
     "json",
     "concurrent.futures.thread",
     "setproctitle",
+    # What a child would import on its way to serving: waitress resolves its
+    # (unused) TCP default through the idna codec; a config is read as utf-8-sig.
+    "encodings.idna",
+    "encodings.utf_8_sig",
 )
 
 
@@ -343,26 +353,26 @@ class ForkServer:
         code = 1
         try:
             self._become_daemon(req, log_fd)
+            from routerd.cli import DaemonRefused
             from routerd.cli import run_daemon
 
-            code = run_daemon(
-                str(req["kind"]),
-                str(req["config"]),
-                str(req["resource"]),
-                runtime_dir=str(req["runtimeDir"]),
-                state_dir=str(req["stateDir"]),
-                plugins=self.plugins,
-            )
+            try:
+                code = run_daemon(
+                    str(req["kind"]),
+                    str(req["config"]),
+                    str(req["resource"]),
+                    runtime_dir=str(req["runtimeDir"]),
+                    state_dir=str(req["stateDir"]),
+                    plugins=self.plugins,
+                    item=req.get("item"),
+                )
+            except DaemonRefused as exc:
+                print(f"Error: {exc}", file=sys.stderr)  # as `routerd daemon` says it
+                code = 1
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException as exc:
-            import click
-
-            if isinstance(exc, click.ClickException):
-                exc.show()
-                code = exc.exit_code
-            else:
-                traceback.print_exc()
+        except BaseException:
+            traceback.print_exc()
         finally:
             with contextlib.suppress(Exception):
                 sys.stdout.flush()
@@ -604,8 +614,28 @@ class ForkServerClient:
         runtime_dir: Path,
         state_dir: Path,
         log_file: IO[bytes] | None = None,
+        item: dict[str, Any] | None = None,
     ) -> ForkedProcess:
-        """Fork the daemon; raises :class:`ForkUnavailable` (then use exec)."""
+        """Fork the daemon; raises :class:`ForkUnavailable` (then use exec).
+
+        ``item``: the resource's ``apiVersion`` and raw ``spec`` as read from
+        ``config`` (the child validates them instead of reading the file);
+        left out when it does not travel as JSON in one message.
+        """
+        request: dict[str, Any] = {
+            "op": "fork",
+            "kind": kind,
+            "resource": resource,
+            "config": str(config),
+            "runtimeDir": str(runtime_dir),
+            "stateDir": str(state_dir),
+        }
+        if item is not None:
+            try:
+                if len(json.dumps({**request, "id": 0, "item": item})) < MAX_MESSAGE // 2:
+                    request["item"] = item
+            except (TypeError, ValueError):
+                pass  # a YAML date or binary: the child reads the file
         for attempt in range(3):
             excluded = len(self.exclude)
             self._ensure_running()
@@ -621,15 +651,7 @@ class ForkServerClient:
                 )
                 raise ForkUnavailable(f"{kind}: {why}")
             answer = self._request(
-                {
-                    "op": "fork",
-                    "kind": kind,
-                    "resource": resource,
-                    "config": str(config),
-                    "runtimeDir": str(runtime_dir),
-                    "stateDir": str(state_dir),
-                },
-                [log_file.fileno()] if log_file is not None else [],
+                dict(request), [log_file.fileno()] if log_file is not None else []
             )
             op = answer.get("op")
             if op == "forked":

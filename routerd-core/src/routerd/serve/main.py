@@ -47,8 +47,6 @@ RECENT_EVENTS = 20
 #: How long a reload waits for a removed daemon's follower to store its last events.
 FOLLOWER_FINISH = 3.0
 UNKNOWN = "Unknown"
-#: Hooks a daemon calls: a daemon started by exec imports the plugins that implement them.
-DAEMON_HOOKS = frozenset({"routerd_event_emitted", "routerd_phase_changed"})
 
 
 class RouterdServe:
@@ -120,12 +118,7 @@ class RouterdServe:
         serve loaded every plugin (and refused kinds claimed twice), so the
         daemon need not import the others.
         """
-        owner = self.plugins.kind_owner.get(daemon_kind)
-        if owner is None:
-            return None
-        return {owner} | {
-            r.name for r in self.plugins.records if not r.error and DAEMON_HOOKS & set(r.hooks)
-        }
+        return self.plugins.daemon_plugins(daemon_kind)
 
     def _follow(self, child: Child) -> None:
         follower = self.followers.get(child.source)

@@ -314,6 +314,10 @@ class Supervisor:
                     self.runtime_dir,
                     self.state_dir,
                     log_file=out,
+                    # The spec of this config generation: the child need not read the file.
+                    item=None
+                    if res.raw_spec is None
+                    else {"apiVersion": res.api_version, "spec": res.raw_spec},
                 )
             except ForkUnavailable as exc:
                 if self._exec_reasons.get(res.daemon_kind) != str(exc):

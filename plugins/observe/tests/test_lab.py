@@ -690,20 +690,67 @@ def test_a_lost_firewall_log_burst_is_counted(olab: ObserveLab) -> None:
         )
     finally:
         os.kill(pid, signal.SIGCONT)
-    # One more after the resume: a loss at the end of the burst is a gap before it.
-    olab.rl.lan.run(["python3", str(script), WAN_HOST, "1", str(testlab.FLOOD_PORT)], timeout=10)
 
-    def settled() -> dict[str, Any] | None:
+    def counted() -> tuple[int, int, dict[str, Any]]:
         obs = olab.observed("firewall-log", "fw")
         got = obs["source"]["packets"] - before["source"]["packets"]
         gaps = obs["source"]["sequenceGaps"] - before["source"]["sequenceGaps"]
-        return obs if got + gaps >= sent + 1 else None
+        return got, gaps, obs
 
-    obs = poll(settled, 30, "the firewall log to read or count every logged packet")
-    got = obs["source"]["packets"] - before["source"]["packets"]
-    gaps = obs["source"]["sequenceGaps"] - before["source"]["sequenceGaps"]
-    assert got + gaps == sent + 1
+    def drained() -> tuple[int, int, dict[str, Any]]:
+        """Counts that no longer move (status is published every second)."""
+        last: list[int] = [-1]
+
+        def same() -> tuple[int, int, dict[str, Any]] | None:
+            got, gaps, obs = counted()
+            if got + gaps == last[0]:
+                return got, gaps, obs
+            last[0] = got + gaps
+            return None
+
+        result: tuple[int, int, dict[str, Any]] = poll(
+            same, 30, "the counts to settle", interval=1.5
+        )
+        return result
+
+    drained()
+    # A loss at the end of the burst shows as a gap before the next packet.
+    olab.rl.lan.run(["python3", str(script), WAN_HOST, "1", str(testlab.FLOOD_PORT)], timeout=10)
+    got, gaps, obs = drained()
+    assert got + gaps == sent + 1, obs
     assert gaps > 0 and obs["dropped"]["kernel-queue"] >= gaps
     assert obs["enobufs"] > before["enobufs"] or obs["kernelDrops"] > before["kernelDrops"]
     recorded = olab.get("firewall-logs", prefix=testlab.FLOOD_PREFIX, limit=5000, since="1m")
     assert recorded["items"] and all(i["dport"] == testlab.FLOOD_PORT for i in recorded["items"])
+
+
+def test_each_observer_answers_a_query_command_without_serve_api(olab: ObserveLab) -> None:
+    """The daemons' own ``query`` command: records without the main API."""
+    olab.traffic()
+    olab.rl.router.run(["conntrack", "-F"], timeout=10)
+    for daemon_kind, name, args in (
+        ("flow-log", "lan", {"client": LAN_HOST, "limit": 3}),
+        ("dns-query-log", "lan-dns", {"limit": 2}),
+        ("firewall-log", "fw", {"action": "drop", "limit": 2}),
+    ):
+        sock = olab.serve.runtime_dir / daemon_kind / f"{name}.sock"
+
+        def answered(sock: Any = sock, args: Any = args) -> dict[str, Any] | None:
+            resp = UnixClient(str(sock), timeout=10).post("/v1/commands/query", args)
+            assert resp.status == 200, resp.error_text()
+            result: dict[str, Any] = resp.json()["result"]
+            return result if result["items"] else None
+
+        if daemon_kind == "firewall-log":
+            probe = f"import socket\ns=socket.socket();s.settimeout(0.3)\ntry: s.connect(('{WAN_HOST}', {testlab.DROP_PORT}))\nexcept OSError: pass\n"
+            olab.rl.lan.run(["python3", "-c", probe], timeout=10)
+        if daemon_kind == "dns-query-log":
+            olab.rl.lan.run(["dig", "+tries=1", f"@{LAN_ROUTER}", "www.example.test"])
+        result = poll(answered, 10, f"{daemon_kind} records")
+        assert 1 <= len(result["items"]) <= args["limit"]
+        bad = UnixClient(str(sock), timeout=10).post("/v1/commands/query", {"limit": "many"})
+        assert bad.status == 400 and "limit" in bad.error_text()
+    flows = UnixClient(str(olab.serve.runtime_dir / "flow-log" / "lan.sock"), timeout=10).post(
+        "/v1/commands/query", {"client": LAN_HOST, "limit": 50}
+    )
+    assert all(i["client"] == LAN_HOST for i in flows.json()["result"]["items"])

@@ -11,8 +11,10 @@ writer), so a flood or a crash of an observer never reaches the API.
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import Future
 import errno
 import functools
+import json
 import logging
 from pathlib import Path
 import socket
@@ -20,6 +22,7 @@ import struct
 import time
 from typing import Any
 
+import falcon
 from routerd.config import SpecModel
 from routerd.daemon.engine import CommandOutcome
 from routerd.daemon.engine import DaemonContext
@@ -36,12 +39,15 @@ from routerd_observe import nflog
 from routerd_observe import records
 from routerd_observe.dns import DnsMatcher
 from routerd_observe.flows import FlowTracker
+from routerd_observe.query import Query
+from routerd_observe.query import parse_query
 from routerd_observe.spec import DNSQueryLogSpec
 from routerd_observe.spec import FirewallLogSpec
 from routerd_observe.spec import FlowLogSpec
 from routerd_observe.spec import parse_size
 from routerd_observe.store import ObserverStore
 from routerd_observe.store import Table
+from routerd_observe.store import open_reader
 
 log = logging.getLogger("routerd.observe")
 #: Datagrams read per wake-up at most: timers and status run between bursts.
@@ -101,6 +107,12 @@ def attach_filter(sock: socket.socket, program: tuple[tuple[int, int, int, int],
     sock.setsockopt(socket.SOL_SOCKET, 26, fprog)  # SO_ATTACH_FILTER
 
 
+class BadQuery(CommandRejected):
+    """A ``query`` command with a bad filter (HTTP 400, like the API's)."""
+
+    status = 400
+
+
 class ObserverEngine(DaemonEngine):
     """What every observer shares: the store, status, the records route."""
 
@@ -137,8 +149,12 @@ class ObserverEngine(DaemonEngine):
     def reload(self, spec: SpecModel) -> str:
         raise CommandRejected("an observer applies a new spec by restarting")
 
-    def command(self, name: str, args: dict[str, Any]) -> CommandOutcome:
-        """``renew``: reopen a source that failed, resync, report the counters."""
+    def command(self, name: str, args: dict[str, Any]) -> CommandOutcome | Future[CommandOutcome]:
+        """``renew``: reopen a source that failed, resync, report the counters.
+        ``query``: the stored records, filtered like the main API's endpoint
+        (on a worker thread: the engine keeps reading its source)."""
+        if name == "query":
+            return self._query(args)
         if name != "renew":
             raise UnknownCommand(f"{self.endpoint} observers have no command {name!r}")
         if self.source_error is not None:
@@ -153,6 +169,32 @@ class ObserverEngine(DaemonEngine):
 
     def renew(self) -> None:
         """What ``renew`` does beyond reopening (the flow log dumps the table)."""
+
+    def _query(self, args: dict[str, Any]) -> Future[CommandOutcome]:
+        params = {k: v if isinstance(v, str) else json.dumps(v) for k, v in args.items()}
+        try:
+            q = parse_query(self.endpoint, params)
+        except falcon.HTTPError as exc:
+            raise BadQuery(str(exc.description)) from None
+        done: Future[CommandOutcome] = Future()
+
+        def run() -> None:
+            try:
+                result = self.query(q)
+            except Exception as exc:  # sqlite3 errors: the store is being replaced, or full
+                done.set_exception(CommandRejected(f"cannot read the store: {exc}"))
+                return
+            n = len(result.get("items", []))
+            done.set_result(
+                CommandOutcome(f"{n} records" if "items" in result else "aggregates", result)
+            )
+
+        self.ctx.loop.run_in_worker(run)
+        return done
+
+    def query(self, q: Query) -> dict[str, Any]:
+        """The stored records matching ``q`` (a worker thread, its own connection)."""
+        raise NotImplementedError
 
     def open_source(self) -> None:
         raise NotImplementedError
@@ -364,6 +406,16 @@ class FlowLogEngine(ObserverEngine):
     def renew(self) -> None:
         self._dump(complete=True)
 
+    def query(self, q: Query) -> dict[str, Any]:
+        # Every DNS observer's answers name the peers, as on the main API.
+        root = self.state_dir.parent.parent / "dns-query-log"
+        names = [open_reader(p) for p in sorted(root.glob(f"*/{DB_NAME}"))]
+        try:
+            return records.query_flows(self.store.reader(), q, names)
+        finally:
+            for conn in names:
+                conn.close()
+
     def source_status(self) -> dict[str, Any]:
         t = self.tracker
         return {
@@ -521,6 +573,9 @@ class FirewallLogEngine(ObserverEngine):
     def source_status(self) -> dict[str, Any]:
         return {"group": self.spec.group, "packets": self.packets, "sequenceGaps": self.seq_gaps}
 
+    def query(self, q: Query) -> dict[str, Any]:
+        return records.query_firewall(self.store.reader(), q)
+
 
 # -- DNS -----------------------------------------------------------------------------
 class DNSQueryLogEngine(ObserverEngine):
@@ -632,3 +687,6 @@ class DNSQueryLogEngine(ObserverEngine):
             "unanswered": m.unanswered,
             "pending": len(m.pending),
         }
+
+    def query(self, q: Query) -> dict[str, Any]:
+        return records.query_dns(self.store.reader(), q)

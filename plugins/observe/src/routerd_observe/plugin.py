@@ -12,6 +12,9 @@ from routerd_observe.spec import DNSQueryLogSpec
 from routerd_observe.spec import FirewallLogSpec
 from routerd_observe.spec import FlowLogSpec
 
+#: ``routerctl command <daemon-kind>/<name> query '{"limit": 10}'`` without routerd serve.
+COMMANDS = {"query": "stored records; the body holds the endpoint's filters"}
+
 
 def _flow_engine(ctx):  # type: ignore[no-untyped-def]
     from routerd_observe.engines import FlowLogEngine
@@ -39,6 +42,7 @@ def routerd_register_daemon_kinds(register: Callable[[DaemonKind], None]) -> Non
             kind="FlowLog",
             spec_model=FlowLogSpec,
             factory=_flow_engine,
+            commands=COMMANDS,
             description="flow records from conntrack events (bytes, packets, NAT, DNS names)",
         )
     )
@@ -48,6 +52,7 @@ def routerd_register_daemon_kinds(register: Callable[[DaemonKind], None]) -> Non
             kind="FirewallLog",
             spec_model=FirewallLogSpec,
             factory=_firewall_engine,
+            commands=COMMANDS,
             description="packets nftables rules log to an NFLOG group",
         )
     )
@@ -57,6 +62,7 @@ def routerd_register_daemon_kinds(register: Callable[[DaemonKind], None]) -> Non
             kind="DNSQueryLog",
             spec_model=DNSQueryLogSpec,
             factory=_dns_engine,
+            commands=COMMANDS,
             description="DNS queries and responses captured on interfaces",
         )
     )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 import contextlib
+import functools
 import json
 import os
 from pathlib import Path
@@ -47,7 +48,9 @@ from routerd.testing.netns import Netns  # noqa: E402
 from routerd.testing.vm import QemuVM  # noqa: E402
 from routerd.testing.vm import vm_prereq_problem  # noqa: E402
 from routerd.testing.vm_fixtures import VM_TOOLS_PPPOE  # noqa: E402
+from routerd.testing.vm_pppoe import IpUp  # noqa: E402
 from routerd.testing.vm_pppoe import PacketCapture  # noqa: E402
+from routerd.testing.vm_pppoe import PppdClient  # noqa: E402
 from routerd.testing.vm_pppoe import VMPppoeLab  # noqa: E402
 from routerd.testing.vm_routerd import VMRouterd  # noqa: E402
 from routerd.testing.vm_routerd import wait_until  # noqa: E402
@@ -186,6 +189,10 @@ def run_kernel(lab: VMPppoeLab, capture: PacketCapture, runs: int) -> dict[str, 
     return {"setup_s": setup, "redial_s": redial, "rss_kib": rss}
 
 
+def _later_ip_ups(client: PppdClient) -> list[IpUp]:
+    return client.ip_ups()[1:]
+
+
 def run_pppd(lab: VMPppoeLab, capture: PacketCapture, runs: int) -> dict[str, Any]:
     vm = lab.vm
     setup: list[float] = []
@@ -202,7 +209,9 @@ def run_pppd(lab: VMPppoeLab, capture: PacketCapture, runs: int) -> dict[str, An
             assert client.process is not None
             rss = _vm_rss_kib(vm, client.process.pid)
             hung = _hang_up(lab)
-            second = wait_until(lambda c=client: c.ip_ups()[1:], 60, "pppd's redial")
+            second: list[IpUp] = wait_until(
+                functools.partial(_later_ip_ups, client), 60, "pppd's redial"
+            )
             redial.append(_redial_time(capture, hung, second[0].time + 0.5))
         client.stop()
         _settle_no_session(lab)

@@ -38,7 +38,10 @@ DNS_RECORDS = {
     "api.example.test": WAN_HOST,
     "other.test": "198.51.100.77",
 }
-ULOGD_PLUGINS = Path("/usr/lib/x86_64-linux-gnu/ulogd")
+#: Debian installs ulogd2's plugins under the multiarch library directory.
+ULOGD_PLUGINS = next(
+    iter(sorted(Path("/usr/lib").glob("*/ulogd"))), Path("/usr/lib/x86_64-linux-gnu/ulogd")
+)
 
 NFT_RULES = f"""
 table ip nat {{

@@ -9,13 +9,22 @@ router's lan0. The demo shows the router through routerctl, makes an outage
 with an nftables drop rule in the ISP namespace (wan-ready retracts), lifts it
 (wan-ready asserts again), and tears everything down. `--hold` keeps the lab
 up until Ctrl-C.
+
+When the qemu test VM can run (docs/testing.md), a second uplink: a PPPoE
+access concentrator (`pppoe-server` + `pppd`, and Kea DHCPv6 on its end of
+the session) in the VM, whose NIC's tap is in the router namespace; routerd's
+`pppoe-client` (the `tun` backend) dials it and a DHCPv6 prefix-delegation
+client runs on `ppp-isp2`. The AC then hangs up: the session redials and the
+delegated prefix is kept (Rebind, RFC 9915 §18.2.12).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,10 +35,17 @@ from routerd.testing.daemon import resource
 from routerd.testing.daemon import router_config
 from routerd.testing.daemon import write_config
 from routerd.testing.netns import Lab
+from routerd.testing.netns import Netns
 from routerd.testing.serve import ServeProcess
 from routerd.testing.servers import Dnsmasq
 from routerd.testing.servers import KeaDhcp4
 from routerd.testing.servers import KeaDhcp6
+from routerd.testing.vm import QemuVM
+from routerd.testing.vm import VMProcess
+from routerd.testing.vm import vm_prereq_problem
+from routerd.testing.vm_fixtures import VM_TOOLS_PPPOE
+from routerd.testing.vm_pppoe import PppoeServer
+from routerd.testing.vm_pppoe import VMPppoeLab
 
 VENV_BIN = Path(sys.executable).parent
 CHECK_TIMING = {
@@ -129,6 +145,163 @@ def resources(dns_file: Path) -> list[dict[str, Any]]:
     ]
 
 
+PPPOE_USER, PPPOE_PASSWORD = "demo@isp2.example", "demo-ppp-7c41"
+
+
+def pppoe_resources(password_file: Path, tap_mac: str) -> list[dict[str, Any]]:
+    return [
+        resource(
+            "PPPoESession",
+            "isp2",
+            {
+                "interface": QemuVM.NIC_TAP,
+                "username": PPPOE_USER,
+                "passwordFile": str(password_file),
+                "backend": "tun",
+                "ipv6": True,
+                "defaultRoute": False,
+                "usePeerDNS": False,
+                "holdoff": "500ms",
+            },
+        ),
+        resource(
+            "DHCPv6PrefixDelegation",
+            "isp2-pd",
+            {
+                "interface": "ppp-isp2",
+                "prefixLength": 60,
+                # ppp-isp2 has no MAC of its own: a DUID-LL of the Ethernet's.
+                "duid": {"type": "raw", "value": "00030001" + tap_mac.replace(":", "")},
+            },
+        ),
+    ]
+
+
+def _ac_ppp_ready(ppp: VMPppoeLab, ifname: str) -> bool:
+    """The AC's ppp link-local re-added as a plain /64, which Kea can bind (pppd's
+    has a peer, and getifaddrs then names the peer's address)."""
+    res = ppp.vm.run(
+        ["ip", "-j", "-6", "addr", "show", "dev", ifname], netns=ppp.ac_ns, check=False
+    )
+    if res.returncode != 0 or not res.stdout.strip():
+        return False
+    infos = [a for x in json.loads(res.stdout) for a in x.get("addr_info", [])]
+    link = [a for a in infos if a.get("scope") == "link"]
+    for a in link:
+        if a.get("address"):
+            ppp.vm.sh(
+                f"ip -6 addr del {a['local']}/{a['prefixlen']} peer {a['address']} dev {ifname}\n"
+                f"ip -6 addr add {a['local']}/64 dev {ifname} nodad",
+                netns=ppp.ac_ns,
+            )
+    return bool(link)
+
+
+def _poll(condition: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what} not within {timeout} s")
+        time.sleep(0.2)
+
+
+def _ac_session_pppd(ppp: VMPppoeLab) -> int:
+    pids = [
+        pid
+        for pid in ppp.netns_pids(ppp.ac_ns)
+        if ppp.vm.read_file(f"/proc/{pid}/comm").decode().strip() == "pppd"
+    ]
+    if len(pids) != 1:
+        raise RuntimeError(f"expected one session pppd at the AC, found {pids}")
+    return pids[0]
+
+
+def start_ppp_kea(ppp: VMPppoeLab, ac: PppoeServer, router: Netns, base: Path) -> VMProcess:
+    """Kea DHCPv6 (PD from 2001:db8:200::/48) on the AC's end of the session, in the VM."""
+    ac_if = _poll(ac.ip_ups, 15, "the AC's ip-up")[-1].interface
+    _poll(lambda: _ac_ppp_ready(ppp, ac_if), 15, f"a link-local address on the AC's {ac_if}")
+    kea = KeaDhcp6(
+        router,  # only for its config: this Kea runs in the VM
+        ac_if,
+        base / "kea6-ppp",
+        pool=None,
+        pd_pool=("2001:db8:200::", 48, 60),
+        preferred_lifetime=300,
+        valid_lifetime=600,
+        control_socket=False,
+    )
+    config = kea.config()
+    config["Dhcp6"]["lease-database"]["name"] = ppp.path("kea-leases6.csv")
+    ppp.vm.write_file(ppp.path("kea-dhcp6.json"), json.dumps(config), 0o644)
+    proc = ppp.spawn(
+        ["kea-dhcp6", "-c", ppp.path("kea-dhcp6.json")],
+        ppp.path("kea-dhcp6.log"),
+        netns=ppp.ac_ns,
+        env={"KEA_PIDFILE_DIR": ppp.dir, "KEA_LOCKFILE_DIR": ppp.dir},
+    )
+    proc.wait_for_log("DHCP6_STARTED", 30)
+    return proc
+
+
+def pppoe_act(
+    runtime: Path, serve: ServeProcess, ppp: VMPppoeLab, ac: PppoeServer, kea: VMProcess
+) -> None:
+    """The AC hangs up; the session redials and the delegated prefix is kept."""
+
+    def res(kind: str, name: str) -> dict[str, Any]:
+        body: dict[str, Any] = serve.get(f"resources/{kind}/{name}").json()
+        return body
+
+    banner("PPPoE: the access concentrator hangs up (its session pppd killed by PID)")
+    head = serve.events(limit=1)["cursor"]
+    redials = res("PPPoESession", "isp2")["observed"]["redialCount"]
+    prefix = res("DHCPv6PrefixDelegation", "isp2-pd")["observed"]["prefixes"][0]["prefix"]
+    ups = len(ac.ip_ups())
+    kea_mark = len(kea.log_text())
+    t0 = time.monotonic()
+    ppp.vm.call("signal", pid=_ac_session_pppd(ppp), sig=int(signal.SIGTERM))
+
+    def redialed() -> bool:
+        r = res("PPPoESession", "isp2")
+        return bool(r["phase"] == "Up" and r["observed"]["redialCount"] > redials)
+
+    _poll(redialed, 30, "the PPPoE redial")
+    up_s = time.monotonic() - t0
+    # Kea binds to the interfaces it finds when configured: the new session
+    # is a new ppp unit at the AC, so it configures again (SIGHUP).
+    ac_if = _poll(lambda: ac.ip_ups()[ups:], 20, "the AC's ip-up")[-1].interface
+    _poll(lambda: _ac_ppp_ready(ppp, ac_if), 15, f"a link-local address on the AC's {ac_if}")
+    kea.signal(signal.SIGHUP)
+    _poll(
+        lambda: serve.events(since=head, topic="routerd.dhcpv6.client.prefix.rebound")["items"],
+        40,
+        "the DHCPv6 Rebind",
+    )
+    now = res("DHCPv6PrefixDelegation", "isp2-pd")["observed"]["prefixes"][0]["prefix"]
+    kea_log = kea.log_text()[kea_mark:]
+    seen = [m for m in ("SOLICIT", "REBIND") if f"{m} (type" in kea_log]
+    banner(
+        f"PPPoE session back up {up_s:.1f} s after the hang-up; the prefix {now} "
+        f"{'is kept' if now == prefix else f'CHANGED from {prefix}'}; "
+        f"the AC's Kea received: {', '.join(seen) or 'nothing'}"
+    )
+    routerctl(runtime, "status")
+    routerctl(
+        runtime,
+        "get",
+        "events",
+        "--since",
+        str(head),
+        "--topic",
+        "routerd.pppoe.client.session.*",
+        "--topic",
+        "routerd.dhcpv6.client.prefix.*",
+    )
+
+
 def banner(text: str) -> None:
     print(f"\n\033[1m== {text}\033[0m", flush=True)
 
@@ -197,8 +370,33 @@ def main() -> int:
         )
         print(f"router={router.name} (wan0, lan0), lan={lan.name}")
 
+        extra: list[dict[str, Any]] = []
+        ppp: VMPppoeLab | None = None
+        ac: PppoeServer | None = None
+        problem = vm_prereq_problem(VM_TOOLS_PPPOE)
+        if problem is not None:
+            print(f"no PPPoE uplink: the test VM cannot run here ({problem})")
+        else:
+            banner(
+                "booting the qemu VM for a PPPoE access concentrator (tap in the router namespace)"
+            )
+            vm = QemuVM(host_netns=router.name).start()
+            lab.add_cleanup(vm.close)
+            router.link_set(QemuVM.NIC_TAP, True)
+            ppp = VMPppoeLab(vm, host_client=True)
+            lab.add_cleanup(ppp.close)
+            ac = ppp.start_ac(auth="chap", accounts={PPPOE_USER: PPPOE_PASSWORD}, ac_name="isp2-ac")
+            password_file = base / "isp2.password"
+            password_file.write_text(PPPOE_PASSWORD + "\n")
+            password_file.chmod(0o600)
+            extra = pppoe_resources(password_file, router.link(QemuVM.NIC_TAP)["address"])
+            print(
+                f"VM up in {vm.boot_seconds:.1f} s: pppoe-server (CHAP) on its NIC, tap {QemuVM.NIC_TAP}"
+            )
+
         config = write_config(
-            base / "router.yaml", router_config(*resources(base / "resolv.conf"), name="demo")
+            base / "router.yaml",
+            router_config(*resources(base / "resolv.conf"), *extra, name="demo"),
         )
         banner(f"routerd serve --config {config} (in the router namespace)")
         serve = ServeProcess(
@@ -213,6 +411,11 @@ def main() -> int:
         for name in ("isp-ping", "isp-dns", "isp-web"):
             wait_for(runtime, f"HealthCheck/{name}", "Healthy")
         wait_for(runtime, "DerivedEvent/wan-ready", "Asserted")
+        kea_ppp: VMProcess | None = None
+        if ppp is not None and ac is not None:
+            wait_for(runtime, "PPPoESession/isp2", "Up")
+            kea_ppp = start_ppp_kea(ppp, ac, router, base)
+            wait_for(runtime, "DHCPv6PrefixDelegation/isp2-pd", "Applied")
         banner(f"the router is up after {time.monotonic() - t0:.1f} s")
         routerctl(runtime, "status")
         print(
@@ -261,6 +464,8 @@ def main() -> int:
             runtime, "get", "events", "--topic", "routerd.derived.**", "--topic", "routerd.rules.**"
         )
         routerctl(runtime, "describe", "DerivedEvent/wan-ready")
+        if ppp is not None and ac is not None and kea_ppp is not None:
+            pppoe_act(runtime, serve, ppp, ac, kea_ppp)
         if args.hold:
             banner(f"holding; try: .venv/bin/routerctl --runtime-dir {runtime} events --follow")
             try:

@@ -361,3 +361,65 @@ def test_dhcpv6_pd_over_pppoe_rebinds_the_same_prefix_after_the_ac_hangs_up(
     assert "REBIND" in kea_log and "SOLICIT" not in kea_log, kea_log[-3000:]
     res = pd.wait_for_phase("Applied", timeout=10)
     assert res["observed"]["prefixes"][0]["prefix"] == prefix
+
+
+def test_kernel_backend_redials_after_the_ac_hangs_up_and_after_an_echo_timeout(
+    vm_pppoe_lab: VMPppoeLab,
+) -> None:
+    lab, vm = vm_pppoe_lab, vm_pppoe_lab.vm
+    lab.start_ac(auth="chap", accounts={USER: PASSWORD})
+    spec = kernel_spec(lab, lcpEchoInterval="1s", lcpEchoFailure=2, acName="routerd-test-ac")
+    daemon = VMRouterd(lab, "wan", spec).start()
+    first = daemon.wait_phase("Up")["observed"]["sessionId"]
+    ups = len(daemon.events("routerd.pppoe.client.session.up"))
+    # The AC hangs up: its pppd (SIGTERM) sends Terminate-Request, its pppoe a PADT.
+    (pppd,) = ac_session_pppds(lab)
+    vm.call("signal", pid=pppd, sig=int(signal.SIGTERM))
+    down = daemon.wait_event("routerd.pppoe.client.session.down")
+    assert down["attributes"]["exitReason"] == "HANGUP", down
+    up = daemon.wait_event("routerd.pppoe.client.session.up", after=ups)
+    assert up["attributes"]["sessionId"] != first and up["attributes"]["redialCount"] == 1
+    ping(lab, "10.64.0.1")
+    # The AC goes silent (its pppd stopped): no Echo-Reply, PEER_DEAD, redial.
+    wait_until(lambda: len(ac_session_pppds(lab)) == 1, 10, "one AC session")
+    (silent,) = ac_session_pppds(lab)
+    vm.call("signal", pid=silent, sig=int(signal.SIGSTOP))
+    timeout = daemon.wait_event("routerd.pppoe.client.echo.timeout", 20)
+    assert timeout["attributes"]["missed"] == 2
+    dead = daemon.wait_event("routerd.pppoe.client.session.down", after=1)
+    assert dead["attributes"]["exitReason"] == "PEER_DEAD", dead
+    vm.call("signal", pid=silent, sig=int(signal.SIGKILL))
+    third = daemon.wait_event("routerd.pppoe.client.session.up", 30, after=ups + 1)
+    assert third["attributes"]["redialCount"] == 2
+    ping(lab, "10.64.0.1")
+
+
+def test_ac_name_filter_against_pppoe_server(
+    vm_pppoe_host_lab: VMHostPppoe, routerd_daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    side = vm_pppoe_host_lab
+    side.lab.start_ac(auth="pap", accounts={USER: PASSWORD}, ac_name="isp-ac-1")
+    password_file = tmp_path / "isp.password"
+    password_file.write_text(PASSWORD + "\n")
+    password_file.chmod(0o600)
+    spec = {
+        "interface": side.client_if,
+        "username": USER,
+        "passwordFile": str(password_file),
+        "backend": "tun",
+        "acName": "isp-ac-2",
+        "discoveryTimeout": "200ms",
+        "discoveryAttempts": 2,
+        "holdoff": "200ms",
+    }
+    config = router_config(resource("PPPoESession", "wan", spec))
+    daemon = routerd_daemon(
+        "pppoe-client", config, "wan", netns=side.host.name, env={"ROUTERD_PLUGINS": "pppoe"}
+    )
+    failed = daemon.wait_for_event("routerd.pppoe.client.session.failed", timeout=15)
+    assert (failed["attributes"]["exitReason"], failed["attributes"]["detail"]) == (
+        "CONNECT_FAILED",
+        "no_pado",
+    )
+    dropped = daemon.resource_status()["observed"]["counters"]["droppedByReason"]
+    assert dropped.get("pado_ac_name", 0) >= 1, dropped

@@ -10,6 +10,12 @@ with an nftables drop rule in the ISP namespace (wan-ready retracts), lifts it
 (wan-ready asserts again), and tears everything down. `--hold` keeps the lab
 up until Ctrl-C.
 
+The router also forwards an IPv4 LAN with NAT and runs the observers
+(docs/observe.md: FlowLog, FirewallLog, DNSQueryLog): the LAN host fetches
+the ISP's web server by name, through the DNS server the router learned by
+DHCP, and probes a port a logged nftables rule drops; routerctl then shows
+its connections, DNS queries, the logged drop and its flows with the names.
+
 When the qemu test VM can run (docs/testing.md), a second uplink: a PPPoE
 access concentrator (`pppoe-server` + `pppd`, and Kea DHCPv6 on its end of
 the session) in the VM, whose NIC's tap is in the router namespace; routerd's
@@ -302,6 +308,149 @@ def pppoe_act(
     )
 
 
+# What the router sees (docs/observe.md): the LAN host 192.168.50.2 behind lan0,
+# forwarded and masqueraded out of wan0; probes to OBSERVE_PROBE_PORT are
+# logged to the FirewallLog's NFLOG group and dropped.
+LAN_HOST, LAN_ROUTER = "192.168.50.2", "192.168.50.1"
+OBSERVE_GROUP = 5
+OBSERVE_PROBE_PORT = 2323
+# The action comes first in the prefix (docs/observe.md, "Firewall log action convention").
+OBSERVE_PROBE_PREFIX = "drop: lan-probe"
+OBSERVE_NFT = f"""
+table ip demo_nat {{
+  chain post {{
+    type nat hook postrouting priority 100;
+    oifname "wan0" masquerade
+  }}
+}}
+table inet demo_filter {{
+  chain forward {{
+    type filter hook forward priority 0;
+    iifname "lan0" tcp dport {OBSERVE_PROBE_PORT} log prefix "{OBSERVE_PROBE_PREFIX} " group {OBSERVE_GROUP} drop
+  }}
+}}
+"""
+#: The LAN host: fetch the ISP's web server by name (getaddrinfo, through the
+#: resolv.conf mounted for it), then probe a port the router drops.
+OBSERVE_CLIENT = f"""
+import http.client, socket
+web = http.client.HTTPConnection("www.lab.test", 8080, timeout=5)
+web.request("GET", "/")
+server = web.sock.getpeername()[0]
+resp = web.getresponse()
+print(f"GET http://www.lab.test:8080/ ({{server}}) -> {{resp.status}}, {{len(resp.read())}} bytes")
+web.close()
+s = socket.socket(); s.settimeout(0.5)
+try:
+    s.connect((server, {OBSERVE_PROBE_PORT}))
+    print("probe to port {OBSERVE_PROBE_PORT} connected: NOT dropped")
+except OSError as exc:
+    print(f"probe to {{server}}:{OBSERVE_PROBE_PORT}: {{exc or type(exc).__name__}} (dropped by the router)")
+"""
+
+
+def observe_resources() -> list[dict[str, Any]]:
+    return [
+        resource(
+            "FlowLog",
+            "lan",
+            {"lanNetworks": ["192.168.50.0/24"], "interim": "30s", "receiveBuffer": "4MiB"},
+        ),
+        resource("FirewallLog", "fw", {"group": OBSERVE_GROUP, "receiveBuffer": "1MiB"}),
+        resource("DNSQueryLog", "lan-dns", {"interfaces": ["lan0"], "matchTimeout": "2s"}),
+    ]
+
+
+def observe_lab(router: Netns, lan: Netns) -> None:
+    """An IPv4 LAN behind the router, forwarded with NAT, and the logged drop rule."""
+    router.addr_add("lan0", f"{LAN_ROUTER}/24")
+    lan.addr_add("eth0", f"{LAN_HOST}/24")
+    lan.ip("route", "add", "default", "via", LAN_ROUTER)
+    router.sysctl({"net.ipv4.ip_forward": "1"})
+    router.run(["nft", "-f", "-"], input=OBSERVE_NFT)
+
+
+def observe_act(runtime: Path, serve: ServeProcess, router: Netns, lan: Netns, base: Path) -> None:
+    """The LAN host resolves, fetches and probes; routerctl shows what the router saw."""
+    for target in ("FlowLog/lan", "FirewallLog/fw", "DNSQueryLog/lan-dns"):
+        wait_for(runtime, target, "Up")
+    banner(
+        "the LAN host looks up www.lab.test (the DNS server the router learned by DHCP),"
+        f" fetches it and probes port {OBSERVE_PROBE_PORT}, which the router logs and drops"
+    )
+    resolv = base / "lan-resolv.conf"
+    resolv.write_text((base / "resolv.conf").read_text())
+    script = base / "lan-client.py"
+    script.write_text(OBSERVE_CLIENT)
+    # /etc/resolv.conf replaced in a private mount namespace of this one command.
+    out = lan.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+            str(resolv),
+            sys.executable,
+            str(script),
+        ],
+        timeout=30,
+        check=False,
+    )
+    print(out.stdout, end="", flush=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"the LAN host's client failed:\n{out.stderr}")
+
+    def records(path: str, **query: Any) -> list[dict[str, Any]]:
+        resp = serve.get(path, **query)
+        if resp.status != 200:
+            raise RuntimeError(f"GET {path}: {resp.status} {resp.error_text()}")
+        items: list[dict[str, Any]] = resp.json()["items"]
+        return items
+
+    _poll(
+        lambda: [
+            i
+            for i in records("dns-queries", client=LAN_HOST, **{"qname-suffix": "lab.test"})
+            if i["rcode"] == "NOERROR" and i["answers"]
+        ],
+        15,
+        "the LAN host's answered DNS query",
+    )
+    _poll(
+        lambda: records("firewall-logs", prefix=OBSERVE_PROBE_PREFIX),
+        15,
+        "the logged drop of the probe",
+    )
+    _poll(
+        lambda: records("connections", address=LAN_HOST, port=8080),
+        15,
+        "the LAN host's connection to the web server",
+    )
+    routerctl(runtime, "get", "connections", "--address", LAN_HOST)
+    routerctl(runtime, "get", "dns-queries", "--client", LAN_HOST)
+    routerctl(runtime, "get", "firewall-logs", "--action", "drop")
+
+    banner(
+        "the router deletes the LAN host's conntrack entries (conntrack -D) rather than wait"
+        " out TIME_WAIT: each DESTROY event closes its flow record"
+    )
+    gone = router.run(["conntrack", "-D", "--orig-src", LAN_HOST], check=False)
+    print(gone.stderr.strip().splitlines()[-1] if gone.stderr.strip() else gone.stdout.strip())
+    _poll(
+        lambda: [
+            i
+            for i in records("traffic-flows", client=LAN_HOST)
+            if i["peerPort"] == 8080 and not i["open"] and i["peerName"] == "www.lab.test"
+        ],
+        15,
+        "the LAN host's ended flow to www.lab.test",
+    )
+    routerctl(runtime, "get", "flows", "--client", LAN_HOST)
+
+
 def banner(text: str) -> None:
     print(f"\n\033[1m== {text}\033[0m", flush=True)
 
@@ -341,6 +490,7 @@ def main() -> int:
         isp, router, lan = lab.netns("rdt-isp"), lab.netns("rdt-rtr"), lab.netns("rdt-lan")
         lab.veth(router, "wan0", isp, "isp0")
         lab.veth(router, "lan0", lan, "eth0")
+        observe_lab(router, lan)
         isp.addr_add("isp0", "192.0.2.1/24")
         isp.addr_add("isp0", "2001:db8:1::1/64")
         isp.wait_for_link_local("isp0")
@@ -357,7 +507,13 @@ def main() -> int:
             valid_lifetime=600,
         ).start()
         Dnsmasq(
-            isp, "isp0", base / "dnsmasq", dhcp=False, dns_records={"www.lab.test": "192.0.2.1"}
+            isp,
+            "isp0",
+            base / "dnsmasq",
+            dhcp=False,
+            dns_records={"www.lab.test": "192.0.2.1"},
+            # Authoritative for lab.test: AAAA is an empty NOERROR, not REFUSED.
+            extra_args=("--local=/lab.test/",),
         ).start()
         http = lab.spawn(
             isp,
@@ -396,7 +552,9 @@ def main() -> int:
 
         config = write_config(
             base / "router.yaml",
-            router_config(*resources(base / "resolv.conf"), *extra, name="demo"),
+            router_config(
+                *resources(base / "resolv.conf"), *observe_resources(), *extra, name="demo"
+            ),
         )
         banner(f"routerd serve --config {config} (in the router namespace)")
         serve = ServeProcess(
@@ -464,6 +622,7 @@ def main() -> int:
             runtime, "get", "events", "--topic", "routerd.derived.**", "--topic", "routerd.rules.**"
         )
         routerctl(runtime, "describe", "DerivedEvent/wan-ready")
+        observe_act(runtime, serve, router, lan, base)
         if ppp is not None and ac is not None and kea_ppp is not None:
             pppoe_act(runtime, serve, ppp, ac, kea_ppp)
         if args.hold:

@@ -21,6 +21,7 @@ from routerd.testing.daemon import resource
 from routerd.testing.daemon import router_config
 from routerd.testing.netns import require_netns_prereqs
 from routerd.testing.servers import KeaDhcp6
+from routerd.testing.vm import QemuVM
 from routerd.testing.vm_fixtures import VMHostPppoe
 from routerd.testing.vm_pppoe import PacketCapture
 from routerd.testing.vm_pppoe import VMPppoeLab
@@ -423,3 +424,15 @@ def test_ac_name_filter_against_pppoe_server(
     )
     dropped = daemon.resource_status()["observed"]["counters"]["droppedByReason"]
     assert dropped.get("pado_ac_name", 0) >= 1, dropped
+
+
+def test_a_host_lab_leaves_the_nic_so_that_a_vm_lab_follows(ppp_vm: QemuVM) -> None:
+    # The host-side lab moves the VM's NIC into its AC namespace as ac0; when
+    # it closes, the NIC must not come back as ac0, or the next lab's veth
+    # "ac0" cannot be made (this order of tests failed with EEXIST).
+    with VMPppoeLab(ppp_vm, host_client=True):
+        pass
+    with VMPppoeLab(ppp_vm) as lab:
+        assert lab.netns_pids(lab.ac_ns) == []
+    names = [x["ifname"] for x in json.loads(ppp_vm.run(["ip", "-j", "link"]).stdout)]
+    assert "ac0" not in names

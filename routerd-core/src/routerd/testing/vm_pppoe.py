@@ -142,6 +142,7 @@ class VMPppoeLab:
         self.dir = f"/tmp/pppoe-{self.tag}"
         self.processes: list[VMProcess] = []
         self._closed = False
+        self._nic: str | None = None
         if host_client:
             if vm.host_netns is None:
                 raise ValueError("host_client=True needs a VM booted with host_netns")
@@ -149,10 +150,20 @@ class VMPppoeLab:
         mac = f" address {client_mac}" if client_mac else ""
         try:
             if host_client:
-                links = json.loads(vm.run(["ip", "-j", "link"]).stdout)
-                nics = [x["ifname"] for x in links if x.get("address") == vm.nic_mac]
-                if not nics:
-                    raise RuntimeError(f"no NIC {vm.nic_mac} in the VM's root namespace")
+                nics: list[str] = []
+
+                def nic_home() -> bool:
+                    links = json.loads(vm.run(["ip", "-j", "link"]).stdout)
+                    nics[:] = [x["ifname"] for x in links if x.get("address") == vm.nic_mac]
+                    return bool(nics)
+
+                # A previous host lab's namespace hands the NIC back
+                # asynchronously (the kernel's netns clean-up runs later).
+                try:
+                    _wait(nic_home, 5.0, f"NIC {vm.nic_mac} in the VM's root namespace")
+                except TimeoutError as e:
+                    raise RuntimeError(str(e)) from None
+                self._nic = nics[0]
                 vm.sh(
                     f"set -e; mkdir -p {self.dir}\n"
                     f"ip netns add {self.ac_ns}; ip -n {self.ac_ns} link set lo up\n"
@@ -244,6 +255,15 @@ class VMPppoeLab:
                 except TimeoutError as e:
                     if sig == signal.SIGKILL:
                         errors.append(e)
+        if self._nic is not None:
+            # The NIC returns to the root namespace under the name it has when
+            # the namespace goes: give it back its own, or the next lab's
+            # "ip link add ac0 ..." finds an ac0 there (EEXIST).
+            # (Down first: the kernel renames before it applies flags, EBUSY when up.)
+            for change in (["down"], ["name", self._nic]):
+                self.vm.run(
+                    ["ip", "-n", self.ac_ns, "link", "set", self.ac_if, *change], check=False
+                )
         self.vm.run(["ip", "netns", "del", self.ac_ns], check=False)
         if not self.host_client:
             self.vm.run(["ip", "netns", "del", self.client_ns], check=False)

@@ -154,7 +154,7 @@ def resources(dns_file: Path) -> list[dict[str, Any]]:
 PPPOE_USER, PPPOE_PASSWORD = "demo@isp2.example", "demo-ppp-7c41"
 
 
-def pppoe_resources(password_file: Path, tap_mac: str) -> list[dict[str, Any]]:
+def pppoe_resources(password_file: Path) -> list[dict[str, Any]]:
     return [
         resource(
             "PPPoESession",
@@ -176,8 +176,6 @@ def pppoe_resources(password_file: Path, tap_mac: str) -> list[dict[str, Any]]:
             {
                 "interface": "ppp-isp2",
                 "prefixLength": 60,
-                # ppp-isp2 has no MAC of its own: a DUID-LL of the Ethernet's.
-                "duid": {"type": "raw", "value": "00030001" + tap_mac.replace(":", "")},
             },
         ),
     ]
@@ -545,7 +543,7 @@ def main() -> int:
             password_file = base / "isp2.password"
             password_file.write_text(PPPOE_PASSWORD + "\n")
             password_file.chmod(0o600)
-            extra = pppoe_resources(password_file, router.link(QemuVM.NIC_TAP)["address"])
+            extra = pppoe_resources(password_file)
             print(
                 f"VM up in {vm.boot_seconds:.1f} s: pppoe-server (CHAP) on its NIC, tap {QemuVM.NIC_TAP}"
             )

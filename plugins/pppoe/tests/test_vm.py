@@ -279,7 +279,7 @@ def test_dhcpv6_pd_over_pppoe_rebinds_the_same_prefix_after_the_ac_hangs_up(
         netns=side.host.name,
         env={"ROUTERD_PLUGINS": "pppoe"},
     )
-    obs = pppoe.wait_for_phase("Up", timeout=30)["observed"]
+    pppoe.wait_for_phase("Up", timeout=30)
     wait_until(
         lambda: pppoe.resource_status()["observed"]["ipv6LinkLocal"], 15, "IPv6CP on ppp-wan"
     )
@@ -311,12 +311,8 @@ def test_dhcpv6_pd_over_pppoe_rebinds_the_same_prefix_after_the_ac_hangs_up(
     )
     kea_proc.wait_for_log("DHCP6_STARTED", 30)
 
-    pd_spec = {
-        "interface": "ppp-wan",
-        "prefixLength": 60,
-        # ppp-wan has no MAC to make a DUID-LL from: the Ethernet's, given raw.
-        "duid": {"type": "raw", "value": "00030001" + obs["mac"].replace(":", "")},
-    }
+    # ppp-wan has no MAC: the client makes a DUID-UUID (no DUID-LL possible).
+    pd_spec = {"interface": "ppp-wan", "prefixLength": 60}
     pd = routerd_daemon(
         "dhcpv6-client",
         router_config(resource("DHCPv6PrefixDelegation", "wan-pd", pd_spec)),
@@ -343,6 +339,8 @@ def test_dhcpv6_pd_over_pppoe_rebinds_the_same_prefix_after_the_ac_hangs_up(
         ) from None
     prefix = res["observed"]["prefixes"][0]["prefix"]
     assert prefix.startswith("2001:db8:100:") and prefix.endswith("/60")
+    assert res["observed"]["duidType"] == "uuid"
+    assert res["observed"]["clientDuid"].startswith("0004")
 
     head = pd.head()
     cursor = pppoe.head()

@@ -20,6 +20,7 @@ from pathlib import Path
 import random
 import select
 from typing import Any
+import uuid
 
 from routerd.config import SpecModel
 from routerd.daemon.engine import CommandOutcome
@@ -62,6 +63,7 @@ from routerd_dhcpv6.core import StateChanged
 from routerd_dhcpv6.duid import DuidError
 from routerd_dhcpv6.duid import duid_ll
 from routerd_dhcpv6.duid import duid_llt
+from routerd_dhcpv6.duid import duid_uuid
 from routerd_dhcpv6.duid import iaid_from_name
 from routerd_dhcpv6.duid import parse_duid
 from routerd_dhcpv6.spec import DHCPv6PrefixDelegationSpec
@@ -386,14 +388,16 @@ class Dhcpv6Engine(DaemonEngine):
         """Create the core once a DUID is known (stored, raw, or from the MAC)."""
         if self.client is not None:
             return
-        duid = self._identity(link.mac if link.exists else None)
+        duid = self._identity(
+            link.mac if link.exists else None, no_mac=link.exists and not link.mac
+        )
         if duid is None:
             return
         self.client_duid = duid
         config = ClientConfig(duid=duid, iaid=self.iaid, **self._config_fields())
         self.client = PdClient(config, random.SystemRandom())
 
-    def _identity(self, mac: str | None) -> bytes | None:
+    def _identity(self, mac: str | None, no_mac: bool = False) -> bytes | None:
         """The client DUID: from ``duid.json`` when it matches the spec, else made
         now and stored (atomically, apart from ``state.json``)."""
         store = StateFile(self.state_dir / DUID_FILE)
@@ -415,6 +419,15 @@ class Dhcpv6Engine(DaemonEngine):
         elif current is not None and (self.spec.duid is None or stored.get("type") == want):
             self.duid_type = str(stored.get("type") or "unknown")
             return current
+        elif mac is None and no_mac and self.spec.duid is None:
+            # A WAN without a link-layer address (ppp-<name> of a PPPoE
+            # session, a TUN): no DUID-LL can be made from it (RFC 9915
+            # §11.4), so a DUID-UUID (RFC 6355), random once, then stored.
+            duid, source, want = (
+                duid_uuid(uuid.uuid4()),
+                f"{self.spec.interface} has no MAC",
+                "uuid",
+            )
         elif mac is None:
             return None
         elif want == "llt":

@@ -87,7 +87,7 @@ def test_kernel_backend_pap_session_ping_and_stop_sends_terminate_and_padt(
     lab, vm = vm_pppoe_lab, vm_pppoe_lab.vm
     ac = lab.start_ac(auth="pap", accounts={USER: PASSWORD})
     capture = lab.capture()
-    daemon = VMRouterd(lab, "wan", kernel_spec(lab)).start()
+    daemon = VMRouterd(lab, "wan", kernel_spec(lab, ipv6=True)).start()
     res = daemon.wait_phase("Up")
     obs = res["observed"]
     assert (obs["backend"], obs["state"], obs["authMethod"]) == ("kernel", "RUNNING", "pap")
@@ -110,6 +110,12 @@ def test_kernel_backend_pap_session_ping_and_stop_sends_terminate_and_padt(
     )
     assert [(r["dev"], r.get("metric")) for r in routes] == [(PPP_IF, 321)]
     ping(lab, "10.64.0.1")
+    # IPv6CP on the unit fd, IPv6 passed by the unit (PPPIOCSNPMODE) once it opens.
+    v6 = wait_until(
+        lambda: (o := daemon.status()["observed"])["ipv6PeerLinkLocal"] and o, 15, "IPv6CP"
+    )
+    assert v6["ipv6LinkLocal"].startswith("fe80::")
+    ping(lab, f"{v6['ipv6PeerLinkLocal']}%{PPP_IF}")
     traffic = daemon.status()["observed"]["traffic"]
     assert traffic["txPackets"] >= 1 and traffic["rxPackets"] >= 1
     assert "PAP peer authentication succeeded for alice" in ac.pppd_log_text()

@@ -37,7 +37,7 @@ def test_the_demo_config_validates(tmp_path: Path) -> None:
     resources = [
         *demo.resources(tmp_path / "resolv.conf"),
         *demo.observe_resources(),
-        *demo.pppoe_resources(password, "52:54:00:12:34:56"),
+        *demo.pppoe_resources(password),
     ]
     kinds = {r["kind"] for r in resources}
     assert {"FlowLog", "FirewallLog", "DNSQueryLog", "PPPoESession"} <= kinds

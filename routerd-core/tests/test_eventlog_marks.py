@@ -126,6 +126,26 @@ def test_the_next_mark_is_written_ahead_so_nothing_waits_in_steady_state(tmp_pat
     log.close()
 
 
+def test_an_event_the_mark_on_disk_covers_is_written_before_it_is_visible(
+    tmp_path: Path,
+) -> None:
+    """While the next mark is written ahead of need, an event below the mark on
+    disk is written at once, not after that fsync: a reader never sees an event
+    a crash of the process would lose (DESIGN.md §6, "before it is visible")."""
+    mark = GatedMark(gated=(2,))
+    log = make(tmp_path, mark)
+    for _ in range(CURSOR_LEASE // 2):
+        log.append("t.a", reason="R")
+    assert mark.entered.wait(5), "the next mark is under way (and stalls)"
+    covered = [log.append("t.a", reason="R").cursor for _ in range(3)]
+    assert covered[-1] <= reserved(tmp_path)
+    assert visible(log, covered[0] - 1) == covered
+    assert file_cursors(tmp_path) == list(range(1, covered[-1] + 1)), "visible, so written"
+    mark.gate.set()
+    log.close()
+    assert file_cursors(tmp_path) == list(range(1, covered[-1] + 1))
+
+
 def test_a_clean_restart_still_continues_without_a_gap(tmp_path: Path) -> None:
     log = make(tmp_path, GatedMark())
     for _ in range(5):

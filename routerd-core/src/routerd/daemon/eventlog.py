@@ -16,8 +16,12 @@ log, written (with ``fsync``) before the log passes it. With
 ``background_marks`` (what a daemon uses) the emitter never waits for that
 ``fsync``: the mark is written on a thread, ahead of need, and an event whose
 cursor it does not cover yet is accepted but held (neither written nor
-visible) until it does. At start the ring and the cursor are
-restored from the files; unreadable lines (torn, garbage, a NUL block) and
+visible) until it does; one it covers is written at once, as without the
+thread, even while the next mark is being written. So an event is always in
+the file before it is visible, but may become visible a little after
+``append`` returns (after a start, the first events wait for the new mark):
+a reader waits for it (long-poll), it does not read once. At start the ring
+and the cursor are restored from the files; unreadable lines (torn, garbage, a NUL block) and
 lines whose cursor is out of order are skipped and counted, and reading
 resynchronises on the next line, or on the next event start inside a line.
 """
@@ -613,36 +617,42 @@ class EventLog:
 
     def _flush_locked(self) -> bool:
         assert self.path is not None
-        if self._mark_thread is not None:
-            return False  # the mark thread writes what waits once its mark is on disk
+        # While the mark thread writes the next mark, the lines the mark on
+        # disk already covers are still written now, before their events are
+        # visible (DESIGN.md §6: a reader never sees an event a crash of the
+        # process would lose); the others wait for the thread, which writes
+        # them once its mark is on disk.
+        covered_only = self._mark_thread is not None
         where: Path = self.path
         try:
             if self._fd is None:
                 self._open()
-            if self._pending and self._pending[-1][0] > self._reserved:
+            if not covered_only and self._pending and self._pending[-1][0] > self._reserved:
                 where = self.cursor_path or self.path
                 # The high-water mark must be on disk before any line that
                 # passes it, so that a lost log never lets cursors go back.
                 self._write_cursor_file(self.head + CURSOR_LEASE)
                 where = self.path
-            while self._pending:
-                self._write_some()
+            while self._pending and (not covered_only or self._pending[0][0] <= self._reserved):
+                self._write_some(self._reserved if covered_only else None)
                 if self._size >= self.rotate_bytes:
                     self._rotate()
         except OSError as exc:
             self._failed(where, exc)
             return False
+        if self._pending:
+            return False  # above the mark on disk: the mark thread writes them
         if self._failing:
             self._recovered()
         return True
 
-    def _write_some(self) -> None:
-        """Write a chunk of pending lines; whole lines only, even on a short write."""
+    def _write_some(self, upto: int | None = None) -> None:
+        """Write a chunk of pending lines (cursors up to ``upto``); whole lines only, even on a short write."""
         assert self._fd is not None
         lines: list[bytes] = []
         size = 0
-        for _, line in self._pending:
-            if lines and size + len(line) > _CHUNK:
+        for cursor, line in self._pending:
+            if (lines and size + len(line) > _CHUNK) or (upto is not None and cursor > upto):
                 break
             lines.append(line)
             size += len(line)

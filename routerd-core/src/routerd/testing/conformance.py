@@ -452,17 +452,22 @@ class DaemonConformance:
         _assert_clean_teardown(daemon)
 
     # -- persistence -----------------------------------------------------------
+    # An event is visible once the cursor high-water mark on disk covers it, and
+    # a daemon writes that mark on a thread (at start, and ahead of need): a
+    # reader waits for an event (long-poll), it does not read once and expect it.
     def test_cursor_continues_across_restart(self, daemon: DaemonProcess) -> None:
         daemon.command("reload")
+        daemon.wait_for_event("routerd.daemon.command.executed")
         before = daemon.head()
         daemon.stop()
         daemon.start()
+        started = daemon.wait_for_event("routerd.daemon.lifecycle.started", since=before)
         body = daemon.events(since=before)
         assert body.get("reset") is not True
-        assert body["events"], "the restart emits events after the old head"
-        assert int(body["events"][0]["cursor"]) == before + 1
-        topics = [e["topic"] for e in body["events"]]
-        assert "routerd.daemon.lifecycle.started" in topics
+        cursors = [int(e["cursor"]) for e in body["events"]]
+        assert cursors[0] == before + 1, "the restart continues at the old head + 1"
+        assert cursors == list(range(before + 1, before + 1 + len(cursors))), cursors
+        assert before < int(started["cursor"]) <= cursors[-1]
         old = daemon.events(since=0, limit=1)
         assert old["events"][0]["cursor"] == "1", "events before the restart are still served"
 
@@ -470,6 +475,7 @@ class DaemonConformance:
         self, daemon: DaemonProcess
     ) -> None:
         daemon.command("reload")
+        daemon.wait_for_event("routerd.daemon.command.executed")
         before = daemon.head()
         daemon.kill()
         assert daemon.socket_path.exists(), "SIGKILL leaves the socket behind"

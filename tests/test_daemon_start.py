@@ -37,15 +37,16 @@ HC_SPEC = {"protocol": "tcp", "target": "127.0.0.1", "port": 9, "interval": "1h"
 #: An observer: implements a daemon hook, so every daemon must load it. It
 #: writes down which plugin packages the daemon imported when it started.
 WATCHER = """
-    import json, os, sys
+    import gc, json, os, sys
     from routerd import hookimpl
 
     @hookimpl
     def routerd_event_emitted(event):
-        if event.topic == "routerd.daemon.lifecycle.started":
+        if event.topic in ("routerd.daemon.lifecycle.started", "routerd.daemon.lifecycle.ready"):
             mods = sorted({m.split(".")[0] for m in sys.modules if m.startswith("routerd_")})
+            seen = {"topic": event.topic, "mods": mods, "gc": gc.isenabled()}
             with open(os.environ["WATCHER_OUT"], "a") as f:
-                f.write(json.dumps(mods) + "\\n")
+                f.write(json.dumps(seen) + "\\n")
 """
 IMPOSTOR = """
     from routerd import hookimpl, DaemonKind
@@ -134,12 +135,16 @@ def test_a_daemon_imports_only_its_own_plugin_and_the_observers(
     state = short_dir / "state"
 
     def start() -> list[str]:
+        out.unlink(missing_ok=True)
         d = DaemonProcess(
             "healthcheck", "a", config, short_dir / "run", state, tmp_path / "d.log", env=env
         )
         d.start(timeout=30)
         d.stop(10)
-        return list(json.loads(out.read_text().splitlines()[-1]))
+        started, ready = (json.loads(line) for line in out.read_text().splitlines())
+        # The cyclic collector is off while the start allocates, on once it is ready.
+        assert (started["gc"], ready["gc"]) == (False, True)
+        return list(started["mods"])
 
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("ROUTERD_PLUGINS", raising=False)

@@ -94,6 +94,7 @@ def test_an_event_above_the_mark_is_held_until_the_mark_is_on_disk(tmp_path: Pat
     assert (first.cursor, second.cursor) == (1, 2)
     assert visible(log) == [] and log.stats()["head"] == "0", "not readable before it is durable"
     assert log.query(0).cursor == 0, "a reader is not moved past what it cannot see"
+    assert log.wait_shown(0.05) is False
     assert not (tmp_path / "events.jsonl").exists() or file_cursors(tmp_path) == []
     waiter = threading.Thread(target=lambda: results.append(log.wait(0, timeout=10)))
     results: list[Any] = []
@@ -101,6 +102,7 @@ def test_an_event_above_the_mark_is_held_until_the_mark_is_on_disk(tmp_path: Pat
     mark.gate.set()
     waiter.join(10)
     assert [e.cursor for e in results[0].events] == [1, 2], "a long-poll wakes when they show"
+    assert log.wait_shown(1)
     assert file_cursors(tmp_path) == [1, 2]
     assert mark.log_at_mark[0] == b"", "the mark went to disk before any line"
     assert reserved(tmp_path) == CURSOR_LEASE

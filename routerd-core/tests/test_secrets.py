@@ -298,6 +298,7 @@ def test_runtime_keeps_spec_secrets_out_of_everything(
     seen.append(json.dumps(reloaded.to_dict()))
 
     seen.append(json.dumps(runtime.status().to_dict()))
+    assert runtime.eventlog.wait_shown(10), "the events are readable (background marks)"
     seen.append(json.dumps(runtime.eventlog.query(None, (), 1000).to_dict()))
     seen.append((runtime.paths.state_dir / "events.jsonl").read_text())
     seen.append(log_out.getvalue())

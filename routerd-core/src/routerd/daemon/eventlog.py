@@ -514,6 +514,16 @@ class EventLog:
                 self._drop_oldest()
             self._mark_ahead()
 
+    def wait_shown(self, timeout: float) -> bool:
+        """Wait until no accepted event is held for the high-water mark; False on timeout.
+
+        With ``background_marks`` an event can be accepted a few
+        milliseconds before anyone can read it; code that reads its own
+        events straight back (tests) waits here first.
+        """
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._held, timeout)
+
     def _publish_held(self) -> None:
         for event in self._held:
             self._ring.append(event)

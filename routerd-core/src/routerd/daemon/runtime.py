@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 import contextlib
 from dataclasses import dataclass
+import gc
 import json
 import logging
 import os
@@ -281,6 +282,7 @@ class DaemonRuntime:
             self.resource_state.set_phase("Error", "StartFailed", f"engine failed to start: {exc}")
 
     def ready(self) -> None:
+        gc.enable()  # `routerd daemon` starts without the cyclic collector (routerd.cli.main)
         self.phase = "Running"
         self.emit(
             "routerd.daemon.lifecycle.ready",

@@ -21,7 +21,12 @@ Side by side in one run (docs/benchmarks.md, "Process model"):
    Against ``dhclient`` (cold, and restarted with its lease file) and
    busybox ``udhcpc`` for DHCPv4, ``dhclient -6 -P`` and ``dhcpcd`` for
    DHCPv6-PD (bench_dhcpv6's runs), and a standalone ``routerd daemon``
-   (exec, bytecode compiled) cold start.
+   (exec, bytecode compiled) cold start: a fresh lease state each run, the
+   state root (and so its plugin index) kept, after one untimed start;
+   process start -> the daemon's own ``Applied`` phase event (the lease
+   applied), and -> ``Applied`` read on ``/v1/status`` (polled every 5 ms,
+   so the API's own start is in it); with ``ROUTERD_PLUGINS=dhcpv4`` and
+   with every installed plugin allowed.
 2. Memory: PSS and USS (``/proc/PID/smaps_rollup``) of 1, 4 and 10
    health-check daemons (plus the fork server) under serve, both models.
 3. ``GET /v1/status`` requests/s, 1 and 8 client processes, against Kea's
@@ -30,6 +35,9 @@ Side by side in one run (docs/benchmarks.md, "Process model"):
    with the old 64 threads.
 4. ``routerd serve`` start -> every resource of the demo config
    (scripts/demo.py) Applied / Healthy / Asserted, both models.
+
+``BENCH_PROCESS_SECTIONS=start`` (comma separated: start, memory, status,
+demo) runs only those; ``BENCH_PROCESS_RUNS=N`` sets the runs of section 1.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import datetime as dt
 import os
 from pathlib import Path
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,6 +64,7 @@ import bench_dhcpv6
 import common
 from routerd.client import UnixClient
 from routerd.errors import ClientError
+from routerd.testing.daemon import DaemonProcess
 from routerd.testing.daemon import poll
 from routerd.testing.daemon import resource
 from routerd.testing.daemon import router_config
@@ -248,12 +258,53 @@ def peers(lab: Lab, base: Path, client: Netns, server: Netns, lan: Netns, runs: 
     return v4, v6
 
 
-def standalone_cold(base: Path, client: Netns, runs: int) -> list[float]:
-    out = []
-    for _ in range(runs):
-        took, daemon = bench_dhcpv4.routerd_cold(base, client)
-        daemon.stop(5.0)
-        out.append(took)
+def standalone_cold(
+    base: Path, client: Netns, runs: int, env: dict[str, str]
+) -> dict[str, list[float]]:
+    """``routerd daemon dhcpv4-client`` from process start: (first DISCOVER, lease applied, seen on status)."""
+    root = base / f"standalone-{'-'.join(env.values()) or 'all'}"
+    config = write_config(
+        base / "standalone.yaml",
+        router_config(
+            resource("DHCPv4Client", "wan", {"interface": "wan0", "routeMetric": 100}),
+            name="bench",
+        ),
+    )
+    out: dict[str, list[float]] = {"discover": [], "applied": [], "status": []}
+    for i in range(runs + 1):
+        bench_dhcpv4._flush(client)
+        shutil.rmtree(root / "dhcpv4-client", ignore_errors=True)  # no saved lease
+        d = DaemonProcess(
+            "dhcpv4-client",
+            "wan",
+            config,
+            base / "run-standalone",
+            root,
+            base / "standalone.log",
+            netns=client.name,
+            env=env,
+        )
+        t0 = time.time()
+        d.start(wait=False)
+        try:
+            deadline = time.monotonic() + 30
+            while bench_dhcpv4._phase(d) != "Applied":
+                if not d.alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f"no lease:\n{d.log_tail()}")
+                time.sleep(0.005)
+            seen = time.time()
+            events = d.events(topic="routerd.**")["events"]
+        finally:
+            d.stop(5.0)
+        if i == 0:
+            continue  # the first start of a state root writes its plugin index
+        applied = next(
+            e for e in events if e["topic"] == PHASE and e["attributes"]["phase"] == "Applied"
+        )
+        discover = next(e for e in events if e["topic"].endswith("discover.sent"))
+        out["discover"].append(parse_rfc3339(discover["time"]) - t0)
+        out["applied"].append(parse_rfc3339(applied["time"]) - t0)
+        out["status"].append(seen - t0)
     bench_dhcpv4._flush(client)
     return out
 
@@ -448,10 +499,9 @@ def main(smoke: bool) -> dict[str, Any]:
         why = "needs root" if os.geteuid() != 0 else f"missing: {', '.join(missing)}"
         print(f"skipped: {why}")
         return {"skipped": why}
-    runs = 1 if smoke else 5
-    result: dict[str, Any] = {"runs": runs}
-    ms = 1e3
-    med = common.median
+    runs = 1 if smoke else int(os.environ.get("BENCH_PROCESS_RUNS", "5"))
+    sections = set(os.environ.get("BENCH_PROCESS_SECTIONS", "start,memory,status,demo").split(","))
+    result: dict[str, Any] = {"runs": runs, "sections": sorted(sections)}
     with common.temp_dir("rdb-proc-") as base, Lab() as lab, common.tcp_listener() as port:
         client, server, lan = lab.netns(), lab.netns(), lab.netns()
         lab.veth(client, "wan0", server, "srv0")
@@ -478,7 +528,10 @@ def main(smoke: bool) -> dict[str, Any]:
 
         # 1. start to result
         v4_peers, v6_peers = peers(lab, base, client, server, lan, runs)
-        standalone = standalone_cold(base, client, runs)
+        standalone = {
+            "dhcpv4": standalone_cold(base, client, runs, {"ROUTERD_PLUGINS": "dhcpv4"}),
+            "all": standalone_cold(base, client, runs, {}),
+        }
         protocols = [
             Protocol(
                 "DHCPv4",
@@ -532,15 +585,27 @@ def main(smoke: bool) -> dict[str, Any]:
 
         # 2. memory
         sizes = (1, 4) if smoke else (1, 4, 10)
-        result["memory"] = memory(base, port, sizes)
+        if "memory" in sections:
+            result["memory"] = memory(base, port, sizes)
 
         # 3. /v1/status
-        result["status"] = status_throughput(base, port, str(kea4.control_socket_path), smoke)
+        if "status" in sections:
+            result["status"] = status_throughput(base, port, str(kea4.control_socket_path), smoke)
 
         # 4. the demo router
-        result["demo"] = demo_start(lab, base, 1 if smoke else 2)
+        if "demo" in sections:
+            result["demo"] = demo_start(lab, base, 1 if smoke else 2)
 
-    # -- tables --------------------------------------------------------------------------
+    emit_tables(result, runs, sizes)
+    return result
+
+
+def emit_tables(result: dict[str, Any], runs: int, sizes: tuple[int, ...]) -> None:
+    ms = 1e3
+    med = common.median
+    v4_peers, v6_peers = result["start"]["peers_v4"], result["start"]["peers_v6"]
+    starts = result["start"]["routerd"]
+    standalone = result["standalone_cold_s"]
     dhclient4 = med(v4_peers["dhclient"])
     rows: list[list[object]] = [
         ["dhclient -1, cold (no lease file)", dhclient4 * ms, 1.0, ""],
@@ -556,13 +621,22 @@ def main(smoke: bool) -> dict[str, Any]:
             common.ratio(med(v4_peers["udhcpc"]), dhclient4),
             "",
         ],
-        [
-            "routerd daemon standalone (exec), cold -> Applied",
-            med(standalone) * ms,
-            common.ratio(med(standalone), dhclient4),
-            "<= 10x",
-        ],
     ]
+    for plugins, label in (("dhcpv4", "ROUTERD_PLUGINS=dhcpv4"), ("all", "every plugin allowed")):
+        cold = standalone[plugins]
+        for key, what, target in (
+            ("discover", "first DISCOVER", ""),
+            ("applied", "lease applied (its Applied event)", "<= 10x"),
+            ("status", "Applied seen on /v1/status", ""),
+        ):
+            rows.append(
+                [
+                    f"routerd daemon standalone (exec, {label}), cold -> {what}",
+                    med(cold[key]) * ms,
+                    common.ratio(med(cold[key]), dhclient4),
+                    target,
+                ]
+            )
     v4 = starts["DHCPv4"]
     for mode in MODES:
         added, first = med(v4[mode]["added"]), med(v4[mode]["first_packet"])
@@ -658,76 +732,78 @@ def main(smoke: bool) -> dict[str, Any]:
         ["path", "ms", "x exec"],
         rows,
     )
-    mem = result["memory"]
-    rows = []
-    for n in sizes:
-        for mode in MODES:
-            m = mem[f"{mode}/{n}"]
-            rows.append(
-                [
-                    mode,
-                    n,
-                    m["pss_kib"] / 1024,
-                    m["uss_kib"] / 1024,
-                    m["pss_per_daemon_kib"] / 1024,
-                    m["uss_per_daemon_kib"] / 1024,
-                    m["fork_server_pss_kib"] / 1024,
-                    common.ratio(m["pss_kib"], mem[f"exec/{n}"]["pss_kib"]),
-                ]
-            )
-    common.emit_table(
-        result,
-        "Memory of the daemons (health checks, idle; MiB from smaps_rollup; fork: + the fork server)",
-        [
-            "model",
-            "daemons",
-            "PSS total",
-            "USS total",
-            "PSS/daemon",
-            "USS/daemon",
-            "fork server PSS",
-            "x exec PSS",
-        ],
-        rows,
-    )
-    st = result["status"]["summary"]
-    rows = []
-    for clients in (1, 8):
-        kea = st[f"kea-dhcp4 status-get/c{clients}"]["rps"]
-        bare = st[f"bare falcon+waitress, same body/c{clients}"]["rps"]
-        for label in result["status"]["labels"]:
-            e = st[f"{label}/c{clients}"]
-            rows.append(
-                [
-                    label,
-                    clients,
-                    e["rps"],
-                    e["p50_ms"],
-                    common.ratio(e["rps"], kea),
-                    common.ratio(e["rps"], bare),
-                ]
-            )
-    common.emit_table(
-        result,
-        "GET /v1/status requests/s (new connection per request, client processes)",
-        ["server", "clients", "req/s", "p50 ms", "x Kea", "x bare"],
-        rows,
-    )
-    demo_rows = [
-        [
-            mode,
-            med(result["demo"][mode]) * ms,
-            common.ratio(med(result["demo"][mode]), med(result["demo"]["exec"])),
+    if "memory" in result:
+        mem = result["memory"]
+        rows = []
+        for n in sizes:
+            for mode in MODES:
+                m = mem[f"{mode}/{n}"]
+                rows.append(
+                    [
+                        mode,
+                        n,
+                        m["pss_kib"] / 1024,
+                        m["uss_kib"] / 1024,
+                        m["pss_per_daemon_kib"] / 1024,
+                        m["uss_per_daemon_kib"] / 1024,
+                        m["fork_server_pss_kib"] / 1024,
+                        common.ratio(m["pss_kib"], mem[f"exec/{n}"]["pss_kib"]),
+                    ]
+                )
+        common.emit_table(
+            result,
+            "Memory of the daemons (health checks, idle; MiB from smaps_rollup; fork: + the fork server)",
+            [
+                "model",
+                "daemons",
+                "PSS total",
+                "USS total",
+                "PSS/daemon",
+                "USS/daemon",
+                "fork server PSS",
+                "x exec PSS",
+            ],
+            rows,
+        )
+    if "status" in result:
+        st = result["status"]["summary"]
+        rows = []
+        for clients in (1, 8):
+            kea = st[f"kea-dhcp4 status-get/c{clients}"]["rps"]
+            bare = st[f"bare falcon+waitress, same body/c{clients}"]["rps"]
+            for label in result["status"]["labels"]:
+                e = st[f"{label}/c{clients}"]
+                rows.append(
+                    [
+                        label,
+                        clients,
+                        e["rps"],
+                        e["p50_ms"],
+                        common.ratio(e["rps"], kea),
+                        common.ratio(e["rps"], bare),
+                    ]
+                )
+        common.emit_table(
+            result,
+            "GET /v1/status requests/s (new connection per request, client processes)",
+            ["server", "clients", "req/s", "p50 ms", "x Kea", "x bare"],
+            rows,
+        )
+    if "demo" in result:
+        demo_rows = [
+            [
+                mode,
+                med(result["demo"][mode]) * ms,
+                common.ratio(med(result["demo"][mode]), med(result["demo"]["exec"])),
+            ]
+            for mode in MODES
         ]
-        for mode in MODES
-    ]
-    common.emit_table(
-        result,
-        "routerd serve start -> every demo resource Applied/Healthy/Asserted (ms)",
-        ["model", "ms", "x exec"],
-        demo_rows,
-    )
-    return result
+        common.emit_table(
+            result,
+            "routerd serve start -> every demo resource Applied/Healthy/Asserted (ms)",
+            ["model", "ms", "x exec"],
+            demo_rows,
+        )
 
 
 if __name__ == "__main__":

@@ -492,6 +492,68 @@ def demo_start(lab: Lab, base: Path, runs: int) -> dict[str, list[float]]:
     return out
 
 
+def start_section(
+    lab: Lab, base: Path, client: Netns, server: Netns, lan: Netns, runs: int
+) -> dict[str, Any]:
+    """Section 1: start to result, every path, with the peers."""
+    v4_peers, v6_peers = peers(lab, base, client, server, lan, runs)
+    standalone = {
+        "dhcpv4": standalone_cold(base, client, runs, {"ROUTERD_PLUGINS": "dhcpv4"}),
+        "all": standalone_cold(base, client, runs, {}),
+    }
+    protocols = [
+        Protocol(
+            "DHCPv4",
+            "DHCPv4Client",
+            "dhcpv4-client",
+            {"interface": "wan0", "routeMetric": 100},
+            (PHASE, {"phase": "Applied"}),
+            "routerd.dhcpv4.client.discover.sent",
+            ("routerd.dhcpv4.client.ack.received", {}),
+            lambda: bench_dhcpv4._flush(client),
+        ),
+        Protocol(
+            "DHCPv6-PD",
+            "DHCPv6PrefixDelegation",
+            "dhcpv6-client",
+            {
+                "interface": "wan0",
+                "prefixLength": 60,
+                "downstream": [{"interface": "lan0", "subnetId": 1}],
+            },
+            (PHASE, {"phase": "Applied"}),
+            None,
+            ("routerd.dhcpv6.client.prefix.rebound", {}),
+            lambda: bench_dhcpv6._flush_lan(client),
+        ),
+        Protocol(
+            "health check",
+            "HealthCheck",
+            "healthcheck",
+            # Loopback of the client namespace: independent of the DHCP runs' addresses.
+            {
+                "protocol": "icmp",
+                "target": "127.0.0.1",
+                "interval": "1h",
+                "healthyThreshold": 1,
+            },
+            (PHASE, {"phase": "Healthy"}),
+            None,
+            (PHASE, {"phase": "Healthy"}),
+            lambda: None,
+        ),
+    ]
+    starts: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for mode in MODES:
+        work = base / f"rig-{mode}"
+        with Rig(work, client, mode) as rig:
+            for proto in protocols:
+                starts.setdefault(proto.label, {})[mode] = proto.runs(rig, runs)
+    out: dict[str, Any] = {"start": {"peers_v4": v4_peers, "peers_v6": v6_peers, "routerd": starts}}
+    out["standalone_cold_s"] = standalone
+    return out
+
+
 # -- main ------------------------------------------------------------------------------
 def main(smoke: bool) -> dict[str, Any]:
     missing = [t for t in TOOLS if common.find_program(t) is None]
@@ -527,61 +589,8 @@ def main(smoke: bool) -> dict[str, Any]:
         kea6.start()
 
         # 1. start to result
-        v4_peers, v6_peers = peers(lab, base, client, server, lan, runs)
-        standalone = {
-            "dhcpv4": standalone_cold(base, client, runs, {"ROUTERD_PLUGINS": "dhcpv4"}),
-            "all": standalone_cold(base, client, runs, {}),
-        }
-        protocols = [
-            Protocol(
-                "DHCPv4",
-                "DHCPv4Client",
-                "dhcpv4-client",
-                {"interface": "wan0", "routeMetric": 100},
-                (PHASE, {"phase": "Applied"}),
-                "routerd.dhcpv4.client.discover.sent",
-                ("routerd.dhcpv4.client.ack.received", {}),
-                lambda: bench_dhcpv4._flush(client),
-            ),
-            Protocol(
-                "DHCPv6-PD",
-                "DHCPv6PrefixDelegation",
-                "dhcpv6-client",
-                {
-                    "interface": "wan0",
-                    "prefixLength": 60,
-                    "downstream": [{"interface": "lan0", "subnetId": 1}],
-                },
-                (PHASE, {"phase": "Applied"}),
-                None,
-                ("routerd.dhcpv6.client.prefix.rebound", {}),
-                lambda: bench_dhcpv6._flush_lan(client),
-            ),
-            Protocol(
-                "health check",
-                "HealthCheck",
-                "healthcheck",
-                # Loopback of the client namespace: independent of the DHCP runs' addresses.
-                {
-                    "protocol": "icmp",
-                    "target": "127.0.0.1",
-                    "interval": "1h",
-                    "healthyThreshold": 1,
-                },
-                (PHASE, {"phase": "Healthy"}),
-                None,
-                (PHASE, {"phase": "Healthy"}),
-                lambda: None,
-            ),
-        ]
-        starts: dict[str, dict[str, dict[str, list[float]]]] = {}
-        for mode in MODES:
-            work = base / f"rig-{mode}"
-            with Rig(work, client, mode) as rig:
-                for proto in protocols:
-                    starts.setdefault(proto.label, {})[mode] = proto.runs(rig, runs)
-        result["start"] = {"peers_v4": v4_peers, "peers_v6": v6_peers, "routerd": starts}
-        result["standalone_cold_s"] = standalone
+        if "start" in sections:
+            result.update(start_section(lab, base, client, server, lan, runs))
 
         # 2. memory
         sizes = (1, 4) if smoke else (1, 4, 10)
@@ -601,6 +610,12 @@ def main(smoke: bool) -> dict[str, Any]:
 
 
 def emit_tables(result: dict[str, Any], runs: int, sizes: tuple[int, ...]) -> None:
+    if "start" in result:
+        emit_start_tables(result, runs)
+    emit_other_tables(result, sizes)
+
+
+def emit_start_tables(result: dict[str, Any], runs: int) -> None:
     ms = 1e3
     med = common.median
     v4_peers, v6_peers = result["start"]["peers_v4"], result["start"]["peers_v6"]
@@ -732,6 +747,11 @@ def emit_tables(result: dict[str, Any], runs: int, sizes: tuple[int, ...]) -> No
         ["path", "ms", "x exec"],
         rows,
     )
+
+
+def emit_other_tables(result: dict[str, Any], sizes: tuple[int, ...]) -> None:
+    ms = 1e3
+    med = common.median
     if "memory" in result:
         mem = result["memory"]
         rows = []

@@ -156,12 +156,17 @@ class GuardedUnixServer(UnixWSGIServer):  # type: ignore[misc]
         excess = len(self.active_channels) - self.max_connections
         if excess <= 0:
             return
+        # A connection part-way through a request it is sending slowly goes
+        # first: a slowloris client reconnects at once, so its connections are
+        # all young, and "oldest first" alone would shed a well-behaved client
+        # whose whole request is in the socket, not read yet (seen under 300
+        # trickling connections: one healthz refused in about 2,000).
         waiting = [
-            (since, channel)
+            (channel.request is None, since, channel)
             for channel in self.active_channels.values()
             if (since := channel.waiting_since()) is not None
         ]
-        for _, channel in heapq.nsmallest(excess, waiting, key=lambda item: item[0]):
+        for *_, channel in heapq.nsmallest(excess, waiting, key=lambda item: item[:2]):
             self.evicted += 1
             channel.refuse(
                 "503 Service Unavailable",

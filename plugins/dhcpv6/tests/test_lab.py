@@ -337,7 +337,13 @@ def test_wan_without_link_local_leaves_applied_and_recovers(
     )
     assert ("576" in cond["LinkLocalAvailable"]["message"]) == (how == "mtu")
     assert cond["LinkReady"]["status"] == "True", "the carrier is still there"
-    assert res["observed"]["state"] == "LINK_DOWN" and res["observed"]["linkLocal"] is None
+    # The phase can be published a moment before the step's observed fields.
+    res = poll(
+        lambda: r if (r := d.resource_status())["observed"]["state"] == "LINK_DOWN" else None,
+        5,
+        "observed state LINK_DOWN",
+    )
+    assert res["observed"]["linkLocal"] is None
     assert held_prefix(res) == prefix and lan_addresses(lab) == address, "kept until valid ends"
     (lost,) = events_since(d, head, "routerd.dhcpv6.client.linklocal.lost")
     assert lost["severity"] == "warning" and lost["attributes"]["cause"] == "IPv6Disabled"
